@@ -1,0 +1,99 @@
+"""Missed-call signup: the Flask application factory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import event as sa_event
+
+from signup import config as settings
+from signup import logs
+from signup.extensions import db, migrate
+
+MIGRATIONS = str(Path(__file__).resolve().parent.parent / "migrations")
+
+__all__ = ["create_app"]
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app from the environment, with `config` overriding it (tests, tools)."""
+    app = Flask(
+        __name__,
+        instance_path=os.environ.get("SIGNUP_INSTANCE_PATH"),
+        instance_relative_config=True,
+    )
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    app.config.update(settings.from_environment(app.instance_path))
+    if config:
+        app.config.update(config)
+    settings.finalise(app.config)
+    logs.configure(app.config["LOG_FORMAT"], app.config["LOG_LEVEL"])
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=MIGRATIONS)
+    _register_models()
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            sa_event.listen(db.engine, "connect", _sqlite_pragmas)
+
+    from signup.messaging.providers import build_sender
+    from signup.tasking import Nudger, celery_init_app, publish
+
+    celery_app = celery_init_app(app)
+    _register_tasks()
+    app.extensions["sms_sender"] = build_sender(app.config)
+
+    from signup.calls.tasks import relay_calls
+
+    app.extensions["relay_nudger"] = Nudger(lambda: publish(relay_calls))
+    assert celery_app is app.extensions["celery"]
+
+    _register_blueprints(app)
+    _register_cli(app)
+    return app
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """WAL lets the embedded web and worker processes read while the other writes."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _register_models() -> None:
+    from signup.calls import models as _calls  # noqa: F401
+    from signup.campaigns import models as _campaigns  # noqa: F401
+    from signup.messaging import models as _messaging  # noqa: F401
+    from signup.users import models as _users  # noqa: F401
+    from signup.volunteers import models as _volunteers  # noqa: F401
+
+
+def _register_tasks() -> None:
+    from signup.calls import tasks as _calls  # noqa: F401
+    from signup.messaging import tasks as _messaging  # noqa: F401
+
+
+def _register_blueprints(app: Flask) -> None:
+    from signup.calls.views import bp as calls_bp
+    from signup.health.views import bp as health_bp
+    from signup.messaging.views import bp as messaging_bp
+
+    app.register_blueprint(calls_bp)
+    app.register_blueprint(messaging_bp)
+    app.register_blueprint(health_bp)
+
+
+def _register_cli(app: Flask) -> None:
+    from signup.campaigns.cli import campaign
+    from signup.dev import serve, simulate_call
+    from signup.users.cli import user
+    from signup.volunteers.cli import export
+
+    for command in (campaign, user, export, simulate_call, serve):
+        app.cli.add_command(command)

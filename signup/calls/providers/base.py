@@ -1,0 +1,56 @@
+"""The interface every inbound-call provider implements: verify, parse, answer."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Protocol
+
+from flask import Request, Response
+
+RAW_LIMIT = 64  # raw From/To are kept for audit, cut to the column's size
+CALL_ID_LIMIT = 64
+
+
+@dataclass(frozen=True, slots=True)
+class InboundCall:
+    """A provider's incoming-call request reduced to what we record (raw values uncut)."""
+
+    provider: str
+    provider_call_id: str
+    from_raw: str
+    to_raw: str
+
+
+def call_id_or_digest(raw_id: str, fallback_material: str) -> str:
+    """The provider's call id, or a stable digest when it is missing or oversized.
+
+    A digest keeps replays of the same odd request idempotent instead of refusing the call.
+    """
+    if raw_id and len(raw_id) <= CALL_ID_LIMIT and raw_id.isascii() and raw_id.isprintable():
+        return raw_id
+    digest = hashlib.sha256((raw_id or fallback_material).encode("utf-8", "replace")).hexdigest()
+    return "sha256:" + digest[:48]
+
+
+def clip(value: str | None) -> str:
+    """Cut a raw field to what we store."""
+    return (value or "")[:RAW_LIMIT]
+
+
+class CallProvider(Protocol):
+    """One telephony provider's incoming-call webhook."""
+
+    name: str
+
+    def verify(self, request: Request) -> bool:
+        """True when the request really comes from the provider."""
+        ...
+
+    def parse(self, request: Request) -> InboundCall:
+        """Read the call's id and numbers; never raises on odd or missing fields."""
+        ...
+
+    def answer(self) -> Response:
+        """The response that ends the call unanswered, so nobody is billed."""
+        ...

@@ -1,0 +1,169 @@
+"""Record inbound calls (the outbox), claim them for processing, and process each once."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import func, or_, select, update
+
+from signup import clock
+from signup import database as dbx
+from signup.calls.models import Call, CallOutcome, CallState
+from signup.calls.providers.base import InboundCall, clip
+from signup.campaigns import services as campaigns
+from signup.campaigns.models import Campaign
+from signup.extensions import db
+from signup.logs import event
+from signup.phones import Phone, PhoneKind, normalise
+from signup.volunteers import services as volunteers
+from signup.volunteers.models import ConsentChannel, ConsentEventType
+
+log = logging.getLogger(__name__)
+
+MAX_PROCESS_ATTEMPTS = 5
+
+
+@dataclass(slots=True)
+class Processed:
+    """What processing one call did, and the messages to publish after commit."""
+
+    outcome: CallOutcome
+    message_ids: list[int] = field(default_factory=list)
+
+
+def record_inbound(inbound: InboundCall) -> bool:
+    """Insert the call unless its provider id is known; True when it is new (flushes only)."""
+    caller = normalise(inbound.from_raw)
+    called = normalise(inbound.to_raw)
+    stmt = (
+        dbx.insert(Call)
+        .values(
+            provider=inbound.provider,
+            provider_call_id=inbound.provider_call_id,
+            from_raw=clip(inbound.from_raw),
+            to_raw=clip(inbound.to_raw),
+            caller=caller.e164,
+            caller_kind=caller.kind,
+            called=called.e164,
+            state=CallState.PENDING,
+            attempts=0,
+            received_at=clock.now(),
+        )
+        .on_conflict_do_nothing(index_elements=["provider", "provider_call_id"])
+        .returning(Call.id)
+    )
+    return db.session.scalar(stmt) is not None
+
+
+def claim_unprocessed(limit: int) -> list[int]:
+    """Mark up to `limit` pending calls queued and return their ids, oldest first.
+
+    Keeps at most RELAY_MAX_IN_FLIGHT calls queued so a backlog waits in the database,
+    not in the broker; calls queued long ago (a lost task) are queued again.
+    """
+    at = clock.now()
+    requeue_before = at - timedelta(seconds=current_app.config.get("RELAY_REQUEUE_AFTER", 300))
+    in_flight = (
+        db.session.scalar(
+            select(func.count())
+            .select_from(Call)
+            .where(Call.state == CallState.QUEUED, Call.queued_at >= requeue_before)
+        )
+        or 0
+    )
+    room = min(limit, current_app.config.get("RELAY_MAX_IN_FLIGHT", 20000) - in_flight)
+    if room <= 0:
+        return []
+    ids = list(
+        db.session.scalars(
+            select(Call.id)
+            .where(
+                or_(
+                    Call.state == CallState.PENDING,
+                    (Call.state == CallState.QUEUED) & (Call.queued_at < requeue_before),
+                )
+            )
+            .order_by(Call.id)
+            .limit(room)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    if ids:
+        db.session.execute(
+            update(Call).where(Call.id.in_(ids)).values(state=CallState.QUEUED, queued_at=at)
+        )
+    return ids
+
+
+def process_call(call_id: int) -> Processed | None:
+    """Apply one call to the volunteer tables exactly once; None if already processed."""
+    call = db.session.get(Call, call_id, with_for_update=True, populate_existing=True)
+    if call is None or call.state in (CallState.DONE, CallState.FAILED):
+        return None
+    phone = Phone(call.caller, PhoneKind(call.caller_kind))
+    route = campaigns.route(call.called)
+    result = Processed(CallOutcome.UNROUTED)
+    if route is not None:
+        call.campaign_id = route.campaign.id
+        if not phone.is_person:
+            result = Processed(CallOutcome.NO_CALLER)
+        elif route.is_optout:
+            result = _opt_out(call, phone, route.campaign)
+        else:
+            result = _join(call, phone, route.campaign)
+    call.state = CallState.DONE
+    call.outcome = result.outcome
+    call.processed_at = clock.now()
+    db.session.flush()
+    return result
+
+
+def _join(call: Call, phone: Phone, campaign: Campaign) -> Processed:
+    assert phone.e164 is not None
+    volunteer = volunteers.count_call(phone.e164, call.received_at)
+    change = volunteers.join(
+        volunteer, campaign, phone, ConsentChannel.MISSED_CALL, call_id=call.id
+    )
+    outcome = {
+        ConsentEventType.GIVEN: CallOutcome.JOINED,
+        ConsentEventType.REGIVEN: CallOutcome.REJOINED,
+    }.get(change.consent, CallOutcome.REPEAT)  # type: ignore[arg-type]
+    return Processed(outcome, change.message_ids)
+
+
+def _opt_out(call: Call, phone: Phone, campaign: Campaign) -> Processed:
+    assert phone.e164 is not None
+    if volunteers.find_by_phone(phone.e164, lock=True) is None:
+        return Processed(CallOutcome.NOT_A_VOLUNTEER)  # never add a person who asked to leave
+    volunteer = volunteers.count_call(phone.e164, call.received_at)
+    change = volunteers.opt_out(
+        volunteer, campaign, phone, ConsentChannel.OPTOUT_CALL, call_id=call.id
+    )
+    if change.consent is None:
+        return Processed(CallOutcome.ALREADY_OPTED_OUT)
+    return Processed(CallOutcome.OPTED_OUT, change.message_ids)
+
+
+def record_failure(call_id: int, error: Exception) -> None:
+    """Count a failed processing attempt; after MAX_PROCESS_ATTEMPTS the call is `failed`."""
+    call = db.session.get(Call, call_id, with_for_update=True, populate_existing=True)
+    if call is None or call.state == CallState.DONE:
+        return
+    call.attempts += 1
+    if call.attempts >= MAX_PROCESS_ATTEMPTS:
+        call.state = CallState.FAILED
+    else:
+        call.state = CallState.PENDING
+    db.session.flush()
+    event(
+        log,
+        logging.ERROR,
+        "call.process_failed",
+        call_id=call_id,
+        attempts=call.attempts,
+        error=type(error).__name__,
+        final=call.state == CallState.FAILED,
+    )

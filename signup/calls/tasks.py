@@ -1,0 +1,53 @@
+"""Celery tasks that drain the call outbox: relay claims calls, process_calls applies them."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from flask import current_app
+from sqlalchemy import update
+
+from signup.calls import services
+from signup.calls.models import Call, CallState
+from signup.extensions import db
+from signup.messaging.tasks import send_message
+from signup.tasking import publish
+
+CHUNK = 50
+
+
+@shared_task(name="signup.calls.tasks.relay_calls", ignore_result=True)
+def relay_calls() -> int:
+    """Claim unprocessed calls and publish them in chunks; put back what cannot be published."""
+    ids = services.claim_unprocessed(current_app.config["RELAY_BATCH_SIZE"])
+    db.session.commit()
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        if not publish(process_calls, chunk):
+            db.session.execute(
+                update(Call)
+                .where(Call.id.in_(ids[start:]), Call.state == CallState.QUEUED)
+                .values(state=CallState.PENDING)
+            )
+            db.session.commit()
+            break
+    return len(ids)
+
+
+@shared_task(name="signup.calls.tasks.process_calls", ignore_result=True, acks_late=True)
+def process_calls(call_ids: list[int]) -> int:
+    """Process each call in its own transaction, then publish the SMS it created."""
+    to_send: list[int] = []
+    for call_id in call_ids:
+        try:
+            result = services.process_call(call_id)
+            db.session.commit()
+        except Exception as exc:
+            db.session.rollback()
+            services.record_failure(call_id, exc)
+            db.session.commit()
+            continue
+        if result is not None:
+            to_send.extend(result.message_ids)
+    for message_id in to_send:
+        publish(send_message, message_id)  # if this fails, relay_messages picks it up
+    return len(call_ids)

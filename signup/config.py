@@ -1,0 +1,101 @@
+"""Settings read from the environment once, in one place, with the embedded defaults."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+DEV_TWILIO_AUTH_TOKEN = "dev-only-twilio-auth-token"  # noqa: S105 - documented development default
+DEV_TWILIO_ACCOUNT_SID = "AC" + "0" * 32
+
+
+class ConfigError(RuntimeError):
+    """Raised when the settings cannot run the product safely."""
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from exc
+
+
+def _bool_env(name: str, default: bool) -> bool:
+    raw = _env(name)
+    if raw is None:
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def from_environment(instance_path: str) -> dict[str, Any]:
+    """Build the Flask config from environment variables (see README, "Environment")."""
+    database_url = _env("DATABASE_URL")
+    # Embedded defaults (no DATABASE_URL) mean a developer's machine unless told otherwise.
+    environment = _env("SIGNUP_ENV", "development" if database_url is None else "production")
+    if database_url is None:
+        database_url = "sqlite:///" + str(Path(instance_path) / "signup.sqlite3")
+    elif database_url.startswith("postgres://"):
+        database_url = "postgresql+psycopg://" + database_url.removeprefix("postgres://")
+    elif database_url.startswith("postgresql://"):
+        database_url = "postgresql+psycopg://" + database_url.removeprefix("postgresql://")
+
+    return {
+        "SIGNUP_ENV": environment,
+        "SECRET_KEY": _env("SECRET_KEY"),
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "REDIS_URL": _env("REDIS_URL"),
+        "SMS_PROVIDER": _env("SMS_PROVIDER", "console"),
+        "TWILIO_ACCOUNT_SID": _env("TWILIO_ACCOUNT_SID"),
+        "TWILIO_AUTH_TOKEN": _env("TWILIO_AUTH_TOKEN"),
+        "TWILIO_FROM_NUMBER": _env("TWILIO_FROM_NUMBER"),
+        "TWILIO_MESSAGING_SERVICE_SID": _env("TWILIO_MESSAGING_SERVICE_SID"),
+        "TWILIO_API_BASE_URL": _env("TWILIO_API_BASE_URL", "https://api.twilio.com"),
+        "PUBLIC_BASE_URL": _env("PUBLIC_BASE_URL"),
+        "SMS_QUIET_HOURS": _env("SMS_QUIET_HOURS", "22:00-06:00"),
+        "SIGNUP_TIMEZONE": _env("SIGNUP_TIMEZONE", "Asia/Kolkata"),
+        "SMS_MAX_ATTEMPTS": _int_env("SMS_MAX_ATTEMPTS", 8),
+        "SMS_HTTP_TIMEOUT": float(_env("SMS_HTTP_TIMEOUT", "10") or 10),
+        "RELAY_BATCH_SIZE": _int_env("RELAY_BATCH_SIZE", 500),
+        "RELAY_NUDGE": _bool_env("RELAY_NUDGE", True),
+        "LOG_FORMAT": _env("LOG_FORMAT", "json" if environment != "development" else "text"),
+        "LOG_LEVEL": _env("LOG_LEVEL", "INFO"),
+        "MAX_CONTENT_LENGTH": _int_env("MAX_REQUEST_BYTES", 64 * 1024),
+    }
+
+
+def finalise(config: dict[str, Any]) -> None:
+    """Fill development-only defaults and refuse settings that are unsafe in production."""
+    development = config["SIGNUP_ENV"] == "development" or config.get("TESTING")
+    if not config.get("SECRET_KEY"):
+        if not development:
+            raise ConfigError("SECRET_KEY must be set outside development (SIGNUP_ENV=production)")
+        config["SECRET_KEY"] = secrets.token_hex(32)
+    if config.get("DEBUG") and not development:
+        raise ConfigError("debug mode is refused outside development")
+    if development and not config.get("TWILIO_AUTH_TOKEN"):
+        # Lets `signup simulate-call` sign demo webhooks; never used in production.
+        config["TWILIO_AUTH_TOKEN"] = DEV_TWILIO_AUTH_TOKEN
+        config.setdefault("TWILIO_ACCOUNT_SID", DEV_TWILIO_ACCOUNT_SID)
+    if not config.get("TWILIO_ACCOUNT_SID") and development:
+        config["TWILIO_ACCOUNT_SID"] = DEV_TWILIO_ACCOUNT_SID
+    engine_options = config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+    if str(config["SQLALCHEMY_DATABASE_URI"]).startswith("sqlite"):
+        engine_options.setdefault("connect_args", {"timeout": 30})
+    else:
+        engine_options.setdefault("pool_pre_ping", True)
+        engine_options.setdefault("pool_size", 5)
+        engine_options.setdefault("max_overflow", 10)
+        engine_options.setdefault("pool_timeout", 5)
+        engine_options.setdefault(
+            "connect_args", {"connect_timeout": 3, "application_name": "missed-call-signup"}
+        )

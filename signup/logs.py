@@ -1,0 +1,64 @@
+"""Structured logging: one event name plus fields per line, JSON in production.
+
+Callers pass phone numbers through signup.phones.mask; nothing here ever sees a secret.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any
+
+_RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """Render a record as one JSON object with its extra fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        payload.update({k: v for k, v in record.__dict__.items() if k not in _RESERVED})
+        if record.exc_info:
+            payload["exc"] = self.formatException(record.exc_info)
+        return json.dumps(payload, default=str, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    """Render a record as `time level logger event key=value ...` for developers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = " ".join(f"{k}={v}" for k, v in record.__dict__.items() if k not in _RESERVED)
+        line = f"{self.formatTime(record, '%H:%M:%S')} {record.levelname:<7} {record.name} "
+        line += f"{record.getMessage()} {fields}".rstrip()
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def configure(fmt: str, level: str) -> None:
+    """Install one stream handler on the root logger (idempotent across app factories)."""
+    root = logging.getLogger()
+    formatter: logging.Formatter = JsonFormatter() if fmt == "json" else TextFormatter()
+    for handler in root.handlers:
+        if getattr(handler, "_signup", False):
+            handler.setFormatter(formatter)
+            break
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler._signup = True  # type: ignore[attr-defined]
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
+    root.setLevel(level.upper())
+    for noisy in ("twilio.http_client", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def event(logger: logging.Logger, level: int, name: str, **fields: Any) -> None:
+    """Log one structured event."""
+    logger.log(level, name, extra=fields)

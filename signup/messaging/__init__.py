@@ -1,0 +1,1 @@
+"""Outgoing SMS: texts, the message outbox, providers and delivery status."""

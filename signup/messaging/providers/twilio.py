@@ -1,0 +1,86 @@
+"""Send SMS through Twilio's Messages API with twilio-python."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+from signup.messaging.providers.base import OutboundSms, SendError, SendResult
+
+TRANSIENT_CODES = frozenset({20429})
+OPTED_OUT_CODES = frozenset({21610})
+
+
+def classify(exc: TwilioRestException) -> SendError:
+    """Map a Twilio REST error to retry-or-not: 429, 20429 and 5xx are worth retrying."""
+    code = int(exc.code) if exc.code is not None else None
+    transient = exc.status == 429 or exc.status >= 500 or code in TRANSIENT_CODES
+    return SendError(
+        f"twilio {exc.status}: {exc.msg}"[:255],
+        code=code,
+        transient=transient,
+        opted_out=code in OPTED_OUT_CODES,
+    )
+
+
+class TwilioSender:
+    """An SmsSender over twilio-python's Client; its API base URL is configurable for fakes."""
+
+    name = "twilio"
+
+    def __init__(
+        self,
+        *,
+        account_sid: str,
+        auth_token: str,
+        from_number: str | None,
+        messaging_service_sid: str | None,
+        base_url: str = "https://api.twilio.com",
+        timeout: float = 10.0,
+    ) -> None:
+        if not (from_number or messaging_service_sid):
+            raise ValueError("set TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID")
+        self._client = Client(
+            account_sid, auth_token, http_client=TwilioHttpClient(timeout=timeout)
+        )
+        self._client.api.base_url = base_url.rstrip("/")
+        self._from = from_number
+        self._service = messaging_service_sid
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> TwilioSender:
+        """Build from app config (TWILIO_* variables)."""
+        if not (config.get("TWILIO_ACCOUNT_SID") and config.get("TWILIO_AUTH_TOKEN")):
+            raise ValueError("SMS_PROVIDER=twilio needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN")
+        return cls(
+            account_sid=config["TWILIO_ACCOUNT_SID"],
+            auth_token=config["TWILIO_AUTH_TOKEN"],
+            from_number=config.get("TWILIO_FROM_NUMBER"),
+            messaging_service_sid=config.get("TWILIO_MESSAGING_SERVICE_SID"),
+            base_url=config.get("TWILIO_API_BASE_URL") or "https://api.twilio.com",
+            timeout=float(config.get("SMS_HTTP_TIMEOUT", 10.0)),
+        )
+
+    def send(self, sms: OutboundSms) -> SendResult:
+        """Create the message at Twilio; raise SendError saying whether to retry."""
+        kwargs: dict[str, Any] = {"to": sms.to, "body": sms.body}
+        if self._service:
+            kwargs["messaging_service_sid"] = self._service
+        else:
+            kwargs["from_"] = self._from
+        if sms.status_callback:
+            kwargs["status_callback"] = sms.status_callback
+        try:
+            message = self._client.messages.create(**kwargs)
+        except TwilioRestException as exc:
+            raise classify(exc) from exc
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise SendError(f"twilio unreachable: {type(exc).__name__}", transient=True) from exc
+        except TwilioException as exc:
+            raise SendError(f"twilio error: {exc}"[:255], transient=True) from exc
+        return SendResult(provider_message_id=message.sid, status=message.status or "queued")

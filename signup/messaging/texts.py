@@ -1,0 +1,96 @@
+"""The SMS texts: defaults in English and Hindi, a campaign's own text, and their checks."""
+
+from __future__ import annotations
+
+import string
+from typing import TYPE_CHECKING
+
+from signup.errors import ValidationError
+from signup.messaging.models import MessageKind
+
+if TYPE_CHECKING:
+    from signup.campaigns.models import Campaign
+
+LANGUAGES = ("en", "hi")
+PLACEHOLDERS = frozenset({"campaign", "optout_number"})
+
+# Each text says what was joined, what is kept and how to leave.
+ONBOARDING = {
+    "en": {
+        "optout": "{campaign}: thank you for your missed call, you have joined as a volunteer. "
+        "We keep only your number, for campaign updates. "
+        "To leave, give a missed call to {optout_number}.",
+        "stop": "{campaign}: thank you for your missed call, you have joined as a volunteer. "
+        "We keep only your number, for campaign updates. To leave, reply STOP.",
+    },
+    "hi": {
+        "optout": "{campaign} से जुड़ने का धन्यवाद। हम केवल आपका नंबर रखेंगे। "
+        "छोड़ने हेतु {optout_number} पर मिस्ड कॉल दें।",
+        "stop": "{campaign} से जुड़ने का धन्यवाद। हम केवल आपका नंबर रखेंगे। छोड़ने हेतु STOP लिखकर भेजें।",
+    },
+}
+
+OPTOUT_CONFIRMATION = {
+    "en": "{campaign}: you have left and will get no more messages from us. "
+    "To join again, give a missed call to {number}.",
+    "hi": "{campaign}: आपने अभियान छोड़ दिया है, अब कोई संदेश नहीं आएगा। "
+    "दोबारा जुड़ने हेतु {number} पर मिस्ड कॉल दें।",
+}
+
+
+def placeholders(template: str) -> set[str]:
+    """The {names} a template uses; raises ValidationError on malformed braces."""
+    try:
+        return {field for _, field, _, _ in string.Formatter().parse(template) if field is not None}
+    except ValueError as exc:
+        raise ValidationError(f"SMS text has unbalanced braces: {exc}") from exc
+
+
+def validate_sms_text(template: str, *, name: str, has_optout_number: bool) -> None:
+    """Refuse a campaign SMS text that a volunteer could not trust or we could not render."""
+    if not template.strip():
+        raise ValidationError("SMS text is empty")
+    if len(template) > 600:
+        raise ValidationError("SMS text is longer than 600 characters")
+    fields = placeholders(template)
+    unknown = fields - PLACEHOLDERS
+    if unknown:
+        allowed = ", ".join("{" + p + "}" for p in sorted(PLACEHOLDERS))
+        raise ValidationError(
+            f"SMS text uses unknown placeholder(s) {sorted(unknown)}; allowed: {allowed}"
+        )
+    if "campaign" not in fields and name.lower() not in template.lower():
+        raise ValidationError("SMS text must name the campaign (use {campaign})")
+    if "optout_number" in fields and not has_optout_number:
+        raise ValidationError(
+            "SMS text uses {optout_number} but the campaign has no opt-out number"
+        )
+    if "optout_number" not in fields and "STOP" not in template.upper():
+        raise ValidationError("SMS text must say how to leave: use {optout_number} or mention STOP")
+
+
+def onboarding_text(campaign: Campaign) -> str:
+    """The onboarding SMS body for a campaign, rendered."""
+    if campaign.sms_text:
+        template = campaign.sms_text
+    else:
+        texts = ONBOARDING.get(campaign.language, ONBOARDING["en"])
+        template = texts["optout" if campaign.optout_number else "stop"]
+    return template.format(campaign=campaign.name, optout_number=campaign.optout_number or "")
+
+
+def optout_confirmation_text(campaign: Campaign) -> str:
+    """The SMS that confirms an opt-out and says how to come back."""
+    template = OPTOUT_CONFIRMATION.get(campaign.language, OPTOUT_CONFIRMATION["en"])
+    return template.format(campaign=campaign.name, number=campaign.number)
+
+
+RENDERERS = {
+    MessageKind.ONBOARDING: onboarding_text,
+    MessageKind.OPTOUT_CONFIRMATION: optout_confirmation_text,
+}
+
+
+def render(kind: MessageKind, campaign: Campaign) -> str:
+    """Render the body of a message of this kind for this campaign."""
+    return RENDERERS[kind](campaign)

@@ -1,0 +1,113 @@
+"""Turn any caller string into E.164 and a kind, with phonenumbers and region IN.
+
+Only phonenumbers' core is imported: its geocoder and carrier modules cost about 100 MB each
+and must stay out of web and worker processes.
+"""
+
+from __future__ import annotations
+
+import enum
+import unicodedata
+from dataclasses import dataclass
+
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumberType
+
+DEFAULT_REGION = "IN"
+MAX_INPUT = 64  # longer strings are not phone numbers; phonenumbers itself stops at 250
+
+WITHHELD_WORDS = frozenset(
+    {
+        "",
+        "anonymous",
+        "restricted",
+        "unknown",
+        "private",
+        "withheld",
+        "unavailable",
+        "blocked",
+        "client:anonymous",
+    }
+)
+
+
+class PhoneKind(enum.StrEnum):
+    """What a caller string turned out to be."""
+
+    MOBILE = "mobile"
+    FIXED_LINE = "fixed_line"
+    TOLL_FREE = "toll_free"
+    FOREIGN = "foreign"
+    INVALID = "invalid"
+    WITHHELD = "withheld"
+
+
+@dataclass(frozen=True, slots=True)
+class Phone:
+    """A normalised phone number; e164 is None for withheld and invalid callers."""
+
+    e164: str | None
+    kind: PhoneKind
+
+    @property
+    def is_person(self) -> bool:
+        """True when the number identifies a reachable caller we may record as a volunteer."""
+        return self.e164 is not None
+
+    @property
+    def is_indian_mobile(self) -> bool:
+        """True when the number can receive our onboarding SMS."""
+        return self.kind is PhoneKind.MOBILE
+
+
+_INDIAN_KINDS = {
+    PhoneNumberType.MOBILE: PhoneKind.MOBILE,
+    PhoneNumberType.FIXED_LINE_OR_MOBILE: PhoneKind.MOBILE,
+    PhoneNumberType.FIXED_LINE: PhoneKind.FIXED_LINE,
+    PhoneNumberType.TOLL_FREE: PhoneKind.TOLL_FREE,
+}
+
+
+def normalise(raw: str | None) -> Phone:
+    """Normalise a caller string (any common Indian format, Devanagari digits) to E.164."""
+    text = unicodedata.normalize("NFKC", raw or "").strip()
+    if text.lower() in WITHHELD_WORDS:
+        return Phone(None, PhoneKind.WITHHELD)
+    if len(text) > MAX_INPUT:
+        return Phone(None, PhoneKind.INVALID)
+    if not any(ch.isdigit() for ch in text):
+        # Carriers pass withheld caller IDs through as words (ANONYMOUS, RESTRICTED, ...).
+        return Phone(None, PhoneKind.WITHHELD)
+    try:
+        number = phonenumbers.parse(text, DEFAULT_REGION)
+    except NumberParseException:
+        return Phone(None, PhoneKind.INVALID)
+    if not phonenumbers.is_valid_number(number):
+        return Phone(None, PhoneKind.INVALID)
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if phonenumbers.region_code_for_number(number) != DEFAULT_REGION:
+        return Phone(e164, PhoneKind.FOREIGN)
+    kind = _INDIAN_KINDS.get(phonenumbers.number_type(number), PhoneKind.INVALID)
+    if kind is PhoneKind.INVALID:
+        return Phone(None, PhoneKind.INVALID)
+    return Phone(e164, kind)
+
+
+def parse_number_argument(raw: str) -> str:
+    """Normalise a number given by an operator (campaign numbers), or raise ValueError."""
+    phone = normalise(raw)
+    if phone.e164 is None:
+        raise ValueError(f"{raw!r} is not a valid phone number")
+    return phone.e164
+
+
+def mask(e164: str | None) -> str:
+    """Mask a number for logs and viewers: +91 99XXX XX181 keeps country, two and three digits."""
+    if not e164:
+        return "-"
+    if e164.startswith("+91") and len(e164) == 13:
+        local = e164[3:]
+        return f"+91 {local[:2]}XXX XX{local[-3:]}"
+    if len(e164) <= 6:
+        return "X" * len(e164)
+    return e164[:3] + "X" * (len(e164) - 6) + e164[-3:]

@@ -1,0 +1,140 @@
+"""Celery wired to the Flask app, best-effort publishing, and the web process's relay nudge."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from celery import Celery, Task
+from flask import Flask
+
+from signup.logs import event
+
+log = logging.getLogger(__name__)
+
+
+def celery_config(app: Flask) -> dict[str, Any]:
+    """Celery settings: Redis when REDIS_URL is set, else a broker in the instance folder."""
+    redis_url = app.config.get("REDIS_URL")
+    config: dict[str, Any] = {
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "timezone": "UTC",
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": 2,
+        "worker_hijack_root_logger": False,
+        "beat_schedule": {
+            "relay-calls": {
+                "task": "signup.calls.tasks.relay_calls",
+                "schedule": 1.0,
+                "options": {"expires": 5},
+            },
+            "relay-messages": {
+                "task": "signup.messaging.tasks.relay_messages",
+                "schedule": 2.0,
+                "options": {"expires": 10},
+            },
+            "sweep-messages": {
+                "task": "signup.messaging.tasks.sweep_stale_messages",
+                "schedule": 60.0,
+                "options": {"expires": 60},
+            },
+        },
+    }
+    if redis_url:
+        config["broker_url"] = redis_url
+        config["broker_transport_options"] = {
+            "visibility_timeout": 3600,
+            "socket_connect_timeout": 2,
+            "socket_timeout": 5,
+        }
+    else:
+        folder = Path(app.instance_path) / "broker"
+        folder.mkdir(parents=True, exist_ok=True)
+        config["broker_url"] = "filesystem://localhost/"
+        config["broker_transport_options"] = {
+            "data_folder_in": str(folder),
+            "data_folder_out": str(folder),
+            "store_processed": False,
+            "polling_interval": 0.2,
+        }
+        config["beat_schedule_filename"] = str(Path(app.instance_path) / "celerybeat-schedule")
+    config.update(app.config.get("CELERY", {}))
+    return config
+
+
+def celery_init_app(app: Flask) -> Celery:
+    """Create the Celery app whose tasks run inside this Flask app's context."""
+
+    class FlaskTask(Task):
+        def __call__(self, *args: object, **kwargs: object) -> object:
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery_app = Celery(app.name, task_cls=FlaskTask)
+    celery_app.config_from_object(celery_config(app))
+    celery_app.set_default()
+    app.extensions["celery"] = celery_app
+    return celery_app
+
+
+def publish(task: Any, *args: Any) -> bool:
+    """Send a task without retrying; False (and a log line) when the broker is unreachable.
+
+    Callers only publish work whose rows are committed, so a failed publish is picked up
+    later by the beat relay and nothing is lost.
+    """
+    try:
+        task.apply_async(args=args, retry=False)
+    except Exception as exc:  # kombu raises many types when the broker is down
+        event(
+            log, logging.WARNING, "broker.publish_failed", task=task.name, error=type(exc).__name__
+        )
+        return False
+    return True
+
+
+class Nudger:
+    """Wakes the relay soon after a webhook commits, from a background thread.
+
+    The webhook only sets an event, so it never waits on the broker; bursts coalesce into
+    one publish every `interval` seconds, and a broker outage backs off quietly.
+    """
+
+    def __init__(self, send: Callable[[], bool], interval: float = 0.05) -> None:
+        self._send = send
+        self._interval = interval
+        self._wake = threading.Event()
+        self._pid: int | None = None
+        self._lock = threading.Lock()
+
+    def nudge(self) -> None:
+        """Ask for a relay run soon; returns at once."""
+        if self._pid != os.getpid():  # first use in this process (or after a fork)
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._wake = threading.Event()
+                    threading.Thread(target=self._run, name="relay-nudger", daemon=True).start()
+                    self._pid = os.getpid()
+        self._wake.set()
+
+    def _run(self) -> None:
+        failures = 0
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._send():
+                failures = 0
+                time.sleep(self._interval)
+            else:
+                failures += 1
+                time.sleep(min(30.0, 0.5 * 2 ** min(failures, 6)))

@@ -1,0 +1,1 @@
+"""Volunteers (the CRM table), their campaign subscriptions and the consent ledger."""

@@ -1,0 +1,174 @@
+"""The volunteers CSV: contract columns, streamed in keyset batches, formula-safe, with BOM."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import ColumnElement, select, true
+
+from signup.campaigns.models import Campaign
+from signup.errors import ValidationError
+from signup.extensions import db
+from signup.phones import normalise
+from signup.volunteers.models import Subscription, Volunteer, VolunteerStatus
+
+COLUMNS = (
+    "phone",
+    "name",
+    "status",
+    "campaigns",
+    "call_count",
+    "first_call_at",
+    "last_call_at",
+    "consent_at",
+    "opted_out_at",
+    "state",
+    "district",
+    "pincode",
+    "language",
+)
+BOM = "\ufeff"
+BATCH = 5000
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass(frozen=True, slots=True)
+class VolunteerFilter:
+    """The list's and the export's filters: campaign slug, status, and a phone-or-name query."""
+
+    campaign: str | None = None
+    status: str | None = None
+    q: str | None = None
+
+    def condition(self) -> ColumnElement[bool]:
+        """The WHERE clause for these filters; raises ValidationError on a bad value."""
+        clause: ColumnElement[bool] = true()
+        if self.status:
+            if self.status not in {s.value for s in VolunteerStatus}:
+                raise ValidationError(
+                    f"status must be one of {', '.join(s.value for s in VolunteerStatus)}"
+                )
+            clause = clause & (Volunteer.status == self.status)
+        if self.campaign:
+            campaign_id = db.session.scalar(
+                select(Campaign.id).where(Campaign.slug == self.campaign)
+            )
+            if campaign_id is None:
+                raise ValidationError(f"no campaign with slug '{self.campaign}'")
+            clause = clause & Volunteer.id.in_(
+                select(Subscription.volunteer_id).where(Subscription.campaign_id == campaign_id)
+            )
+        if self.q and self.q.strip():
+            phone = normalise(self.q)
+            if phone.e164:
+                clause = clause & (Volunteer.phone == phone.e164)
+            else:
+                pattern = (
+                    "%"
+                    + self.q.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                    + "%"
+                )
+                clause = clause & Volunteer.name.ilike(pattern, escape="\\")
+        return clause
+
+
+def safe_cell(value: str) -> str:
+    """Neutralise a text cell that a spreadsheet would run as a formula."""
+    return "'" + value if value.startswith(FORMULA_PREFIXES) else value
+
+
+def _when(value: datetime | None, zone: ZoneInfo) -> str:
+    return value.astimezone(zone).isoformat(timespec="seconds") if value else ""
+
+
+def _campaign_slugs(volunteer_ids: list[int]) -> dict[int, list[str]]:
+    slugs: dict[int, list[str]] = defaultdict(list)
+    rows = db.session.execute(
+        select(Subscription.volunteer_id, Campaign.slug)
+        .join(Campaign, Campaign.id == Subscription.campaign_id)
+        .where(Subscription.volunteer_id.in_(volunteer_ids))
+        .order_by(Campaign.slug)
+    )
+    for volunteer_id, slug in rows:
+        slugs[volunteer_id].append(slug)
+    return slugs
+
+
+def iter_rows(filters: VolunteerFilter, timezone: str) -> Iterator[list[Any]]:
+    """Yield one list of cells per volunteer, in id order, never holding more than a batch."""
+    zone = ZoneInfo(timezone)
+    condition = filters.condition()
+    v = Volunteer
+    last_id = 0
+    while True:
+        batch = db.session.execute(
+            select(
+                v.id,
+                v.phone,
+                v.name,
+                v.status,
+                v.call_count,
+                v.first_call_at,
+                v.last_call_at,
+                v.consent_at,
+                v.opted_out_at,
+                v.state,
+                v.district,
+                v.pincode,
+                v.language,
+            )
+            .where(condition, v.id > last_id)
+            .order_by(v.id)
+            .limit(BATCH)
+        ).all()
+        if not batch:
+            return
+        slugs = _campaign_slugs([row.id for row in batch])
+        for row in batch:
+            yield [
+                row.phone,
+                safe_cell(row.name or ""),
+                safe_cell(row.status),
+                safe_cell(";".join(slugs.get(row.id, []))),
+                row.call_count,
+                _when(row.first_call_at, zone),
+                _when(row.last_call_at, zone),
+                _when(row.consent_at, zone),
+                _when(row.opted_out_at, zone),
+                safe_cell(row.state or ""),
+                safe_cell(row.district or ""),
+                safe_cell(row.pincode or ""),
+                safe_cell(row.language or ""),
+            ]
+        last_id = batch[-1].id
+        db.session.expire_all()
+
+
+class CsvExport:
+    """The CSV as text chunks (BOM and header first); `rows` counts the rows written so far."""
+
+    def __init__(self, filters: VolunteerFilter, timezone: str) -> None:
+        self.filters = filters
+        self.timezone = timezone
+        self.rows = 0
+
+    def __iter__(self) -> Iterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        buffer.write(BOM)
+        writer.writerow(COLUMNS)
+        for row in iter_rows(self.filters, self.timezone):
+            writer.writerow(row)
+            self.rows += 1
+            if self.rows % 1000 == 0:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue()

@@ -1,0 +1,90 @@
+"""Volunteers, subscriptions and the append-only consent ledger."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from signup.clock import now
+from signup.database import BigId, UTCDateTime
+from signup.extensions import db
+
+
+class VolunteerStatus(enum.StrEnum):
+    """A volunteer is active while subscribed to at least one campaign."""
+
+    ACTIVE = "active"
+    OPTED_OUT = "opted_out"
+
+
+class ConsentEventType(enum.StrEnum):
+    """Events recorded in the consent ledger."""
+
+    GIVEN = "given"
+    WITHDRAWN = "withdrawn"
+    REGIVEN = "re_given"
+
+
+class ConsentChannel(enum.StrEnum):
+    """How a consent event reached us."""
+
+    MISSED_CALL = "missed_call"
+    OPTOUT_CALL = "opt_out_number"
+    SMS_KEYWORD = "sms_keyword"
+    PROVIDER = "provider"
+
+
+class Volunteer(db.Model):  # type: ignore[name-defined]
+    """One person, keyed by E.164 phone, however often and to whichever campaign they call."""
+
+    __tablename__ = "volunteers"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    phone: Mapped[str] = mapped_column(String(20), unique=True)
+    name: Mapped[str | None] = mapped_column(String(120))
+    status: Mapped[str] = mapped_column(String(16), default=VolunteerStatus.ACTIVE, index=True)
+    call_count: Mapped[int] = mapped_column(default=0)
+    first_call_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_call_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    opted_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    state: Mapped[str | None] = mapped_column(String(64))
+    district: Mapped[str | None] = mapped_column(String(64))
+    pincode: Mapped[str | None] = mapped_column(String(6))
+    language: Mapped[str | None] = mapped_column(String(2))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now, onupdate=now)
+
+
+class Subscription(db.Model):  # type: ignore[name-defined]
+    """A volunteer's membership of one campaign, with its own opt-out state."""
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (UniqueConstraint("volunteer_id", "campaign_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    volunteer_id: Mapped[int] = mapped_column(ForeignKey("volunteers.id"))
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default=VolunteerStatus.ACTIVE)
+    joined_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    opted_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    withdrawals: Mapped[int] = mapped_column(default=0)
+
+
+class ConsentEvent(db.Model):  # type: ignore[name-defined]
+    """One entry of the append-only consent ledger: rows are inserted, never changed."""
+
+    __tablename__ = "consent_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    volunteer_id: Mapped[int] = mapped_column(ForeignKey("volunteers.id"), index=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    event: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(24))
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    notice_version: Mapped[int] = mapped_column()
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)

@@ -1,0 +1,231 @@
+"""Volunteer rules: one row per phone, per-campaign subscriptions, and the consent ledger."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import case, exists, select
+
+from signup import clock
+from signup import database as dbx
+from signup.campaigns.models import Campaign
+from signup.extensions import db
+from signup.messaging import services as messaging
+from signup.messaging.models import Message, MessageKind
+from signup.phones import Phone, normalise
+from signup.volunteers.models import (
+    ConsentChannel,
+    ConsentEvent,
+    ConsentEventType,
+    Subscription,
+    Volunteer,
+    VolunteerStatus,
+)
+
+
+@dataclass(slots=True)
+class Change:
+    """What a join or opt-out did: the event it recorded and the messages to send after commit."""
+
+    volunteer: Volunteer | None
+    consent: ConsentEventType | None = None
+    message_ids: list[int] = field(default_factory=list)
+
+
+def count_call(phone: str, at: datetime) -> Volunteer:
+    """Create the volunteer for this phone or count one more call; safe under concurrency."""
+    table = Volunteer.__table__
+    insert = dbx.insert(Volunteer).values(
+        phone=phone,
+        status=VolunteerStatus.ACTIVE,
+        call_count=1,
+        first_call_at=at,
+        last_call_at=at,
+        created_at=at,
+        updated_at=at,
+    )
+    excluded = insert.excluded
+    stmt = insert.on_conflict_do_update(
+        index_elements=["phone"],
+        set_={
+            "call_count": table.c.call_count + 1,
+            "first_call_at": case(
+                (table.c.first_call_at.is_(None), excluded.first_call_at),
+                (excluded.first_call_at < table.c.first_call_at, excluded.first_call_at),
+                else_=table.c.first_call_at,
+            ),
+            "last_call_at": case(
+                (table.c.last_call_at.is_(None), excluded.last_call_at),
+                (excluded.last_call_at > table.c.last_call_at, excluded.last_call_at),
+                else_=table.c.last_call_at,
+            ),
+            "updated_at": excluded.updated_at,
+        },
+    ).returning(Volunteer.id)
+    volunteer_id = db.session.scalar(stmt)
+    volunteer = db.session.get(
+        Volunteer, volunteer_id, populate_existing=True, with_for_update=True
+    )
+    assert volunteer is not None
+    return volunteer
+
+
+def find_by_phone(phone: str, *, lock: bool = False) -> Volunteer | None:
+    """The volunteer with this E.164 phone, optionally locked for update."""
+    query = select(Volunteer).where(Volunteer.phone == phone)
+    if lock:
+        query = query.with_for_update()
+    return db.session.scalar(query)
+
+
+def _subscription(volunteer: Volunteer, campaign: Campaign) -> tuple[Subscription, bool]:
+    """Lock the subscription, creating it if missing; True when it was created now."""
+    created_id = db.session.scalar(
+        dbx.insert(Subscription)
+        .values(
+            volunteer_id=volunteer.id,
+            campaign_id=campaign.id,
+            status=VolunteerStatus.ACTIVE,
+            joined_at=clock.now(),
+            withdrawals=0,
+        )
+        .on_conflict_do_nothing(index_elements=["volunteer_id", "campaign_id"])
+        .returning(Subscription.id)
+    )
+    sub = db.session.scalar(
+        select(Subscription)
+        .where(Subscription.volunteer_id == volunteer.id, Subscription.campaign_id == campaign.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    assert sub is not None
+    return sub, created_id is not None
+
+
+def _record_consent(
+    volunteer: Volunteer,
+    campaign: Campaign,
+    kind: ConsentEventType,
+    channel: ConsentChannel,
+    *,
+    call_id: int | None = None,
+    message_id: int | None = None,
+) -> None:
+    db.session.add(
+        ConsentEvent(
+            volunteer_id=volunteer.id,
+            campaign_id=campaign.id,
+            event=kind,
+            channel=channel,
+            call_id=call_id,
+            message_id=message_id,
+            notice_version=campaign.notice_version,
+            recorded_at=clock.now(),
+        )
+    )
+
+
+def _refresh_status(volunteer: Volunteer) -> None:
+    """A volunteer is active while any subscription is; opted out when none is."""
+    active = db.session.scalar(
+        select(
+            exists().where(
+                Subscription.volunteer_id == volunteer.id,
+                Subscription.status == VolunteerStatus.ACTIVE,
+            )
+        )
+    )
+    if active:
+        volunteer.status = VolunteerStatus.ACTIVE
+        volunteer.opted_out_at = None
+    elif volunteer.status != VolunteerStatus.OPTED_OUT:
+        volunteer.status = VolunteerStatus.OPTED_OUT
+        volunteer.opted_out_at = clock.now()
+
+
+def join(
+    volunteer: Volunteer,
+    campaign: Campaign,
+    phone: Phone,
+    channel: ConsentChannel,
+    *,
+    call_id: int | None = None,
+    message_id: int | None = None,
+) -> Change:
+    """Subscribe a volunteer (new, or re-joining after an opt-out) and queue onboarding once."""
+    sub, created = _subscription(volunteer, campaign)
+    change = Change(volunteer)
+    if created or sub.status != VolunteerStatus.ACTIVE:
+        change.consent = ConsentEventType.GIVEN if created else ConsentEventType.REGIVEN
+        sub.status = VolunteerStatus.ACTIVE
+        sub.opted_out_at = None
+        volunteer.consent_at = clock.now()
+        _record_consent(
+            volunteer, campaign, change.consent, channel, call_id=call_id, message_id=message_id
+        )
+    _refresh_status(volunteer)
+    if phone.is_indian_mobile:
+        message_id_new = messaging.create_message(volunteer, campaign, MessageKind.ONBOARDING)
+        if message_id_new is not None:
+            change.message_ids.append(message_id_new)
+    db.session.flush()
+    return change
+
+
+def opt_out(
+    volunteer: Volunteer,
+    campaign: Campaign,
+    phone: Phone,
+    channel: ConsentChannel,
+    *,
+    call_id: int | None = None,
+    message_id: int | None = None,
+    confirm: bool = True,
+) -> Change:
+    """Withdraw a volunteer from a campaign; queue one confirmation per withdrawal if asked."""
+    sub = db.session.scalar(
+        select(Subscription)
+        .where(Subscription.volunteer_id == volunteer.id, Subscription.campaign_id == campaign.id)
+        .with_for_update()
+    )
+    change = Change(volunteer)
+    if sub is None or sub.status != VolunteerStatus.ACTIVE:
+        return change
+    sub.status = VolunteerStatus.OPTED_OUT
+    sub.opted_out_at = clock.now()
+    sub.withdrawals += 1
+    change.consent = ConsentEventType.WITHDRAWN
+    _record_consent(
+        volunteer,
+        campaign,
+        ConsentEventType.WITHDRAWN,
+        channel,
+        call_id=call_id,
+        message_id=message_id,
+    )
+    _refresh_status(volunteer)
+    if confirm and phone.is_indian_mobile:
+        confirmation = messaging.create_message(
+            volunteer, campaign, MessageKind.OPTOUT_CONFIRMATION, round_=sub.withdrawals
+        )
+        if confirmation is not None:
+            change.message_ids.append(confirmation)
+    db.session.flush()
+    return change
+
+
+def withdraw_unsubscribed(message: Message) -> None:
+    """The provider says the recipient unsubscribed (Twilio 21610): record their withdrawal."""
+    volunteer = db.session.get(Volunteer, message.volunteer_id, with_for_update=True)
+    campaign = db.session.get(Campaign, message.campaign_id)
+    if volunteer is None or campaign is None:
+        return
+    opt_out(
+        volunteer,
+        campaign,
+        normalise(volunteer.phone),
+        ConsentChannel.PROVIDER,
+        message_id=message.id,
+        confirm=False,
+    )
