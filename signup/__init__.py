@@ -47,10 +47,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     _register_tasks()
     app.extensions["sms_sender"] = build_sender(app.config)
 
-    from signup.calls.tasks import relay_calls
-
-    app.extensions["relay_nudger"] = Nudger(lambda: publish(relay_calls))
-    assert celery_app is app.extensions["celery"]
+    relay = celery_app.tasks["signup.calls.tasks.relay_calls"]  # bound to this app's broker
+    app.extensions["relay_nudger"] = Nudger(lambda: publish(relay))
 
     _register_blueprints(app)
     _register_cli(app)

@@ -34,8 +34,8 @@ def call_id_or_digest(raw_id: str, fallback_material: str) -> str:
 
 
 def clip(value: str | None) -> str:
-    """Cut a raw field to what we store."""
-    return (value or "")[:RAW_LIMIT]
+    """Cut a raw field to what we store; NUL, which PostgreSQL text refuses, becomes U+FFFD."""
+    return (value or "")[:RAW_LIMIT].replace("\x00", "\ufffd")
 
 
 class CallProvider(Protocol):

@@ -1,0 +1,1 @@
+"""Fakes at the provider's HTTP boundary only."""

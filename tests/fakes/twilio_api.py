@@ -1,0 +1,115 @@
+"""A local fake of Twilio's Messages API: records every request, answers as scripted."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+
+@dataclass
+class Recorded:
+    """One request the fake received."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    form: dict[str, str]
+
+
+@dataclass
+class Scripted:
+    """One scripted answer: an HTTP status and a JSON body, or a dropped connection."""
+
+    status: int = 201
+    body: dict[str, Any] | None = None
+    delay: float = 0.0
+    drop: bool = False
+
+
+@dataclass
+class FakeTwilio:
+    """Serve on 127.0.0.1 in a thread; `script` answers first, then success."""
+
+    requests: list[Recorded] = field(default_factory=list)
+    script: deque[Scripted] = field(default_factory=deque)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> str:
+        """Start serving and return the base URL."""
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                raw = self.rfile.read(length).decode()
+                form = {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+                with fake.lock:
+                    fake.requests.append(
+                        Recorded("POST", self.path, dict(self.headers.items()), form)
+                    )
+                    answer = fake.script.popleft() if fake.script else Scripted()
+                if answer.delay:
+                    time.sleep(answer.delay)
+                if answer.drop:
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                body = answer.body if answer.body is not None else fake.message(form)
+                payload = json.dumps(body).encode()
+                self.send_response(answer.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self.server.shutdown()
+        self.server.server_close()
+
+    @staticmethod
+    def message(form: dict[str, str]) -> dict[str, Any]:
+        """A 201 body shaped like Twilio's Message resource."""
+        return {
+            "sid": "SM" + secrets.token_hex(16),
+            "status": "queued",
+            "to": form.get("To"),
+            "from": form.get("From"),
+            "body": form.get("Body"),
+            "num_segments": "1",
+            "error_code": None,
+            "error_message": None,
+        }
+
+    @staticmethod
+    def error(status: int, code: int, message: str = "error") -> Scripted:
+        """A Twilio REST error answer."""
+        return Scripted(
+            status,
+            {
+                "code": code,
+                "message": message,
+                "status": status,
+                "more_info": f"https://www.twilio.com/docs/errors/{code}",
+            },
+        )
+
+    def sms_requests(self) -> list[Recorded]:
+        """The Messages.json requests received so far."""
+        with self.lock:
+            return [r for r in self.requests if r.path.endswith("/Messages.json")]

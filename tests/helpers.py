@@ -1,0 +1,75 @@
+"""Shared test helpers: settings, signing like Twilio, and webhook form fields."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask.testing import FlaskClient
+from twilio.request_validator import RequestValidator
+
+DATABASE_URL = os.environ.get(
+    "TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/signup_test"
+)
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+AUTH_TOKEN = "test_auth_token_123"
+ACCOUNT_SID = "AC" + "1" * 32
+PUBLIC_BASE_URL = "https://signup.example.org"
+TABLES = (
+    "consent_events",
+    "messages",
+    "subscriptions",
+    "calls",
+    "volunteers",
+    "campaigns",
+    "users",
+)
+
+
+def base_config(**overrides: Any) -> dict[str, Any]:
+    """The settings every test app uses; overrides win."""
+    config: dict[str, Any] = {
+        "TESTING": True,
+        "SIGNUP_ENV": "production",
+        "SECRET_KEY": "test-secret",
+        "SQLALCHEMY_DATABASE_URI": DATABASE_URL,
+        "REDIS_URL": REDIS_URL,
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "TWILIO_FROM_NUMBER": "+15005550006",
+        "SMS_PROVIDER": "console",
+        "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+        "RELAY_NUDGE": False,
+        "LOG_FORMAT": "json",
+    }
+    config.update(overrides)
+    return config
+
+
+def sign(
+    path: str, params: dict[str, str], token: str = AUTH_TOKEN, base: str = PUBLIC_BASE_URL
+) -> str:
+    """The X-Twilio-Signature Twilio would send for these form parameters."""
+    return RequestValidator(token).compute_signature(base + path, params)
+
+
+def call_params(call_sid: str, from_: str, to: str, **extra: str) -> dict[str, str]:
+    """Form fields of a Twilio incoming-call webhook."""
+    params = {
+        "AccountSid": ACCOUNT_SID,
+        "ApiVersion": "2010-04-01",
+        "CallSid": call_sid,
+        "CallStatus": "ringing",
+        "Direction": "inbound",
+        "From": from_,
+        "To": to,
+        "Caller": from_,
+        "Called": to,
+    }
+    params.update(extra)
+    return params
+
+
+def post_signed(client: FlaskClient, path: str, params: dict[str, str], **kw: Any) -> Any:
+    """POST form parameters with a valid Twilio signature."""
+    return client.post(path, data=params, headers={"X-Twilio-Signature": sign(path, params)}, **kw)
