@@ -272,3 +272,33 @@ def test_clock_is_timezone_aware() -> None:
         assert clock.now().year == 2026
     finally:
         clock.set_clock(None)
+
+
+def test_messaging_service_sid_replaces_from(app: Flask, fake_twilio: FakeTwilio) -> None:
+    message = onboarding_message()
+    service = "MG" + "a" * 32
+    sender = TwilioSender(
+        account_sid=ACCOUNT_SID,
+        auth_token=AUTH_TOKEN,
+        from_number=None,
+        messaging_service_sid=service,
+        base_url=fake_twilio.base_url,
+    )  # type: ignore[attr-defined]
+    app.config["PUBLIC_BASE_URL"] = None
+    try:
+        services.claim_for_sending(message.id)
+        services.deliver(message, sender)
+    finally:
+        app.config["PUBLIC_BASE_URL"] = PUBLIC_BASE_URL
+    [request] = fake_twilio.sms_requests()
+    assert request.form == {"To": MOBILE, "Body": message.body, "MessagingServiceSid": service}
+
+
+def test_twilio_sender_needs_a_from_number_or_service() -> None:
+    with pytest.raises(ValueError, match="TWILIO_FROM_NUMBER"):
+        TwilioSender(
+            account_sid=ACCOUNT_SID,
+            auth_token=AUTH_TOKEN,
+            from_number=None,
+            messaging_service_sid=None,
+        )
