@@ -69,3 +69,10 @@ def test_twilio_provider_needs_a_sender(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", "tok")
     with pytest.raises(ValueError, match="TWILIO_FROM_NUMBER"):
         create_app()
+
+
+def test_embedded_broker_keeps_all_its_files_in_the_instance_folder(tmp_path: object) -> None:
+    app = create_app()
+    options = app.extensions["celery"].conf.broker_transport_options
+    for key in ("data_folder_in", "data_folder_out", "control_folder"):
+        assert options[key].startswith(app.instance_path), key
