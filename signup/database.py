@@ -43,10 +43,5 @@ def insert(table: Any) -> postgresql.Insert | sqlite.Insert:
     return sqlite.insert(table)
 
 
-def is_postgres() -> bool:
-    """True when running on PostgreSQL (row locks and SKIP LOCKED are available)."""
-    return dialect_name() == "postgresql"
-
-
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 """A 64-bit key on PostgreSQL that is still SQLite's auto-incrementing rowid."""

@@ -56,11 +56,17 @@ def configure(fmt: str, level: str) -> None:
         root.addHandler(handler)
     root.setLevel(level.upper())
     # The relay runs every second: Celery's per-task and per-tick lines would drown the rest.
-    quiet = ("twilio.http_client", "urllib3", "celery.beat", "celery.app.trace",
-             "celery.worker.strategy")
+    quiet = (
+        "twilio.http_client",
+        "urllib3",
+        "celery.beat",
+        "celery.app.trace",
+        "celery.worker.strategy",
+    )
     for noisy in quiet:
-        logging.getLogger(noisy).setLevel(logging.WARNING if level.upper() != "DEBUG"
-                                          else logging.DEBUG)
+        logging.getLogger(noisy).setLevel(
+            logging.WARNING if level.upper() != "DEBUG" else logging.DEBUG
+        )
 
 
 def event(logger: logging.Logger, level: int, name: str, **fields: Any) -> None:

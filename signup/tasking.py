@@ -104,6 +104,14 @@ def publish(task: Any, *args: Any) -> bool:
     return True
 
 
+def publish_all(task: Any, argument_lists: list[tuple[Any, ...]]) -> int:
+    """Publish one task per argument tuple, stopping at the first failure; returns how many went."""
+    for sent, args in enumerate(argument_lists):
+        if not publish(task, *args):
+            return sent
+    return len(argument_lists)
+
+
 class Nudger:
     """Wakes the relay soon after a webhook commits, from a background thread.
 

@@ -98,6 +98,15 @@ def claim_unprocessed(limit: int) -> list[int]:
     return ids
 
 
+def release(call_ids: list[int]) -> None:
+    """Put queued calls back to pending when their task could not be published."""
+    db.session.execute(
+        update(Call)
+        .where(Call.id.in_(call_ids), Call.state == CallState.QUEUED)
+        .values(state=CallState.PENDING)
+    )
+
+
 def process_call(call_id: int) -> Processed | None:
     """Apply one call to the volunteer tables exactly once; None if already processed."""
     call = db.session.get(Call, call_id, with_for_update=True, populate_existing=True)
@@ -124,9 +133,8 @@ def process_call(call_id: int) -> Processed | None:
 def _join(call: Call, phone: Phone, campaign: Campaign) -> Processed:
     assert phone.e164 is not None
     volunteer = volunteers.count_call(phone.e164, call.received_at)
-    change = volunteers.join(
-        volunteer, campaign, phone, ConsentChannel.MISSED_CALL, call_id=call.id
-    )
+    evidence = volunteers.Evidence(ConsentChannel.MISSED_CALL, call_id=call.id)
+    change = volunteers.join(volunteer, campaign, phone, evidence)
     outcome = {
         ConsentEventType.GIVEN: CallOutcome.JOINED,
         ConsentEventType.REGIVEN: CallOutcome.REJOINED,
@@ -139,9 +147,8 @@ def _opt_out(call: Call, phone: Phone, campaign: Campaign) -> Processed:
     if volunteers.find_by_phone(phone.e164, lock=True) is None:
         return Processed(CallOutcome.NOT_A_VOLUNTEER)  # never add a person who asked to leave
     volunteer = volunteers.count_call(phone.e164, call.received_at)
-    change = volunteers.opt_out(
-        volunteer, campaign, phone, ConsentChannel.OPTOUT_CALL, call_id=call.id
-    )
+    evidence = volunteers.Evidence(ConsentChannel.OPTOUT_CALL, call_id=call.id)
+    change = volunteers.opt_out(volunteer, campaign, phone, evidence)
     if change.consent is None:
         return Processed(CallOutcome.ALREADY_OPTED_OUT)
     return Processed(CallOutcome.OPTED_OUT, change.message_ids)

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from celery import shared_task
 from flask import current_app
-from sqlalchemy import update
 
 from signup.calls import services
-from signup.calls.models import Call, CallState
 from signup.extensions import db
 from signup.messaging.tasks import send_message
-from signup.tasking import publish
+from signup.tasking import publish, publish_all
 
 CHUNK = 50
 
@@ -20,16 +18,11 @@ def relay_calls() -> int:
     """Claim unprocessed calls and publish them in chunks; put back what cannot be published."""
     ids = services.claim_unprocessed(current_app.config["RELAY_BATCH_SIZE"])
     db.session.commit()
-    for start in range(0, len(ids), CHUNK):
-        chunk = ids[start : start + CHUNK]
-        if not publish(process_calls, chunk):
-            db.session.execute(
-                update(Call)
-                .where(Call.id.in_(ids[start:]), Call.state == CallState.QUEUED)
-                .values(state=CallState.PENDING)
-            )
-            db.session.commit()
-            break
+    chunks = [(ids[start : start + CHUNK],) for start in range(0, len(ids), CHUNK)]
+    sent = publish_all(process_calls, chunks)
+    if sent < len(chunks):
+        services.release([i for (chunk,) in chunks[sent:] for i in chunk])
+        db.session.commit()
     return len(ids)
 
 

@@ -45,14 +45,13 @@ def handle_reply(*, from_raw: str, body: str) -> str | None:
         .join(Subscription, Subscription.campaign_id == Campaign.id)
         .where(Subscription.volunteer_id == volunteer.id, Subscription.status == wanted)
     ).all()
+    evidence = volunteers.Evidence(ConsentChannel.SMS_KEYWORD)
     for campaign in campaigns:
         if word in STOP_WORDS:
             # Twilio confirms STOP itself and refuses later sends (21610): send nothing back.
-            volunteers.opt_out(
-                volunteer, campaign, phone, ConsentChannel.SMS_KEYWORD, confirm=False
-            )
+            volunteers.opt_out(volunteer, campaign, phone, evidence, confirm=False)
         else:
-            volunteers.join(volunteer, campaign, phone, ConsentChannel.SMS_KEYWORD)
+            volunteers.join(volunteer, campaign, phone, evidence)
     event(
         log,
         logging.INFO,

@@ -91,9 +91,7 @@ def claim_due(limit: int) -> list[int]:
         .order_by(Message.next_attempt_at)
         .limit(limit)
     )
-    if dbx.is_postgres():
-        query = query.with_for_update(skip_locked=True)
-    ids = list(db.session.scalars(query))
+    ids = list(db.session.scalars(query.with_for_update(skip_locked=True)))
     if ids:
         db.session.execute(
             update(Message)
@@ -101,6 +99,15 @@ def claim_due(limit: int) -> list[int]:
             .values(status=MessageStatus.QUEUED, queued_at=at, updated_at=at)
         )
     return ids
+
+
+def release(message_ids: list[int]) -> None:
+    """Put queued messages back to pending when their task could not be published."""
+    db.session.execute(
+        update(Message)
+        .where(Message.id.in_(message_ids), Message.status == MessageStatus.QUEUED)
+        .values(status=MessageStatus.PENDING)
+    )
 
 
 def claim_for_sending(message_id: int) -> Message | None:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from celery import shared_task
 from flask import current_app
-from sqlalchemy import update
 
 from signup.extensions import db
 from signup.messaging import services
-from signup.messaging.models import Message, MessageStatus
 from signup.messaging.providers import SmsSender
-from signup.tasking import publish
+from signup.tasking import publish_all
 from signup.volunteers import services as volunteers
 
 
@@ -39,15 +37,10 @@ def relay_messages() -> int:
     """Publish messages that are due (new, retry time reached, or lost by the broker)."""
     ids = services.claim_due(current_app.config["RELAY_BATCH_SIZE"])
     db.session.commit()
-    for index, message_id in enumerate(ids):
-        if not publish(send_message, message_id):
-            db.session.execute(
-                update(Message)
-                .where(Message.id.in_(ids[index:]), Message.status == MessageStatus.QUEUED)
-                .values(status=MessageStatus.PENDING)
-            )
-            db.session.commit()
-            break
+    sent = publish_all(send_message, [(message_id,) for message_id in ids])
+    if sent < len(ids):
+        services.release(ids[sent:])
+        db.session.commit()
     return len(ids)
 
 

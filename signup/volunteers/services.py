@@ -24,6 +24,15 @@ from signup.volunteers.models import (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """How a consent event reached us: the channel, and the call or message that carried it."""
+
+    channel: ConsentChannel
+    call_id: int | None = None
+    message_id: int | None = None
+
+
 @dataclass(slots=True)
 class Change:
     """What a join or opt-out did: the event it recorded and the messages to send after commit."""
@@ -93,33 +102,31 @@ def _subscription(volunteer: Volunteer, campaign: Campaign) -> tuple[Subscriptio
         .on_conflict_do_nothing(index_elements=["volunteer_id", "campaign_id"])
         .returning(Subscription.id)
     )
-    sub = db.session.scalar(
+    sub = _locked_subscription(volunteer, campaign)
+    assert sub is not None
+    return sub, created_id is not None
+
+
+def _locked_subscription(volunteer: Volunteer, campaign: Campaign) -> Subscription | None:
+    return db.session.scalar(
         select(Subscription)
         .where(Subscription.volunteer_id == volunteer.id, Subscription.campaign_id == campaign.id)
         .with_for_update()
         .execution_options(populate_existing=True)
     )
-    assert sub is not None
-    return sub, created_id is not None
 
 
 def _record_consent(
-    volunteer: Volunteer,
-    campaign: Campaign,
-    kind: ConsentEventType,
-    channel: ConsentChannel,
-    *,
-    call_id: int | None = None,
-    message_id: int | None = None,
+    volunteer: Volunteer, campaign: Campaign, kind: ConsentEventType, evidence: Evidence
 ) -> None:
     db.session.add(
         ConsentEvent(
             volunteer_id=volunteer.id,
             campaign_id=campaign.id,
             event=kind,
-            channel=channel,
-            call_id=call_id,
-            message_id=message_id,
+            channel=evidence.channel,
+            call_id=evidence.call_id,
+            message_id=evidence.message_id,
             notice_version=campaign.notice_version,
             recorded_at=clock.now(),
         )
@@ -144,15 +151,7 @@ def _refresh_status(volunteer: Volunteer) -> None:
         volunteer.opted_out_at = clock.now()
 
 
-def join(
-    volunteer: Volunteer,
-    campaign: Campaign,
-    phone: Phone,
-    channel: ConsentChannel,
-    *,
-    call_id: int | None = None,
-    message_id: int | None = None,
-) -> Change:
+def join(volunteer: Volunteer, campaign: Campaign, phone: Phone, evidence: Evidence) -> Change:
     """Subscribe a volunteer (new, or re-joining after an opt-out) and queue onboarding once."""
     sub, created = _subscription(volunteer, campaign)
     change = Change(volunteer)
@@ -161,9 +160,7 @@ def join(
         sub.status = VolunteerStatus.ACTIVE
         sub.opted_out_at = None
         volunteer.consent_at = clock.now()
-        _record_consent(
-            volunteer, campaign, change.consent, channel, call_id=call_id, message_id=message_id
-        )
+        _record_consent(volunteer, campaign, change.consent, evidence)
     _refresh_status(volunteer)
     if phone.is_indian_mobile:
         message_id_new = messaging.create_message(volunteer, campaign, MessageKind.ONBOARDING)
@@ -177,18 +174,12 @@ def opt_out(
     volunteer: Volunteer,
     campaign: Campaign,
     phone: Phone,
-    channel: ConsentChannel,
+    evidence: Evidence,
     *,
-    call_id: int | None = None,
-    message_id: int | None = None,
     confirm: bool = True,
 ) -> Change:
     """Withdraw a volunteer from a campaign; queue one confirmation per withdrawal if asked."""
-    sub = db.session.scalar(
-        select(Subscription)
-        .where(Subscription.volunteer_id == volunteer.id, Subscription.campaign_id == campaign.id)
-        .with_for_update()
-    )
+    sub = _locked_subscription(volunteer, campaign)
     change = Change(volunteer)
     if sub is None or sub.status != VolunteerStatus.ACTIVE:
         return change
@@ -196,14 +187,7 @@ def opt_out(
     sub.opted_out_at = clock.now()
     sub.withdrawals += 1
     change.consent = ConsentEventType.WITHDRAWN
-    _record_consent(
-        volunteer,
-        campaign,
-        ConsentEventType.WITHDRAWN,
-        channel,
-        call_id=call_id,
-        message_id=message_id,
-    )
+    _record_consent(volunteer, campaign, ConsentEventType.WITHDRAWN, evidence)
     _refresh_status(volunteer)
     if confirm and phone.is_indian_mobile:
         confirmation = messaging.create_message(
@@ -221,11 +205,5 @@ def withdraw_unsubscribed(message: Message) -> None:
     campaign = db.session.get(Campaign, message.campaign_id)
     if volunteer is None or campaign is None:
         return
-    opt_out(
-        volunteer,
-        campaign,
-        normalise(volunteer.phone),
-        ConsentChannel.PROVIDER,
-        message_id=message.id,
-        confirm=False,
-    )
+    evidence = Evidence(ConsentChannel.PROVIDER, message_id=message.id)
+    opt_out(volunteer, campaign, normalise(volunteer.phone), evidence, confirm=False)

@@ -152,3 +152,17 @@ def test_webhook_answers_and_records_while_the_broker_is_down(committed: Flask) 
     for i in range(10):
         ring(down, f"CB{i:032x}", A, number)
     assert count(Call, Call.state == CallState.PENDING) == 10
+
+
+def test_relay_puts_calls_back_when_the_broker_is_down(committed: Flask) -> None:
+    jan = campaign()
+    db.session.commit()
+    number = jan.number
+    for i in range(3):
+        ring(committed, f"CC{i:032x}", A, number)
+    down = create_app(base_config(REDIS_URL="redis://127.0.0.1:1/0"))
+    with down.app_context():
+        relay = down.extensions["celery"].tasks["signup.calls.tasks.relay_calls"]
+        assert relay.run() == 3  # claimed, but nothing could be published
+    assert count(Call, Call.state == CallState.PENDING) == 3
+    assert count(Call, Call.state == CallState.QUEUED) == 0
