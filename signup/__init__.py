@@ -40,12 +40,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         if db.engine.dialect.name == "sqlite":
             sa_event.listen(db.engine, "connect", _sqlite_pragmas)
 
+    from signup.messaging import ratelimit
     from signup.messaging.providers import build_sender
     from signup.tasking import Nudger, celery_init_app, publish
 
     celery_app = celery_init_app(app)
     _register_tasks()
     app.extensions["sms_sender"] = build_sender(app.config)
+    app.extensions["sms_rate_limiter"] = ratelimit.build(
+        app.config.get("REDIS_URL"), app.config["SMS_RATE_PER_SECOND"], app.config["SMS_RATE_BURST"]
+    )
 
     relay = celery_app.tasks["signup.calls.tasks.relay_calls"]  # bound to this app's broker
     app.extensions["relay_nudger"] = Nudger(lambda: publish(relay))
@@ -91,7 +95,7 @@ def _register_cli(app: Flask) -> None:
     from signup.campaigns.cli import campaign
     from signup.dev import serve, simulate_call
     from signup.users.cli import user
-    from signup.volunteers.cli import export
+    from signup.volunteers.cli import export, volunteer
 
-    for command in (campaign, user, export, simulate_call, serve):
+    for command in (campaign, user, export, volunteer, simulate_call, serve):
         app.cli.add_command(command)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from signup.errors import ValidationError
+from signup.messaging import schedule
 
 DEV_TWILIO_AUTH_TOKEN = "dev-only-twilio-auth-token"  # noqa: S105 - documented development default
 DEV_TWILIO_ACCOUNT_SID = "AC" + "0" * 32
@@ -35,6 +40,15 @@ def _bool_env(name: str, default: bool) -> bool:
     if raw is None:
         return default
     return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def allowed_networks(raw: str | None) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Parse EXOTEL_ALLOWED_IPS: comma-separated addresses or CIDR ranges; empty allows all."""
+    if not raw:
+        return []
+    return [
+        ipaddress.ip_network(part.strip(), strict=False) for part in raw.split(",") if part.strip()
+    ]
 
 
 def from_environment(instance_path: str) -> dict[str, Any]:
@@ -70,6 +84,18 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "LOG_FORMAT": _env("LOG_FORMAT", "json" if environment != "development" else "text"),
         "LOG_LEVEL": _env("LOG_LEVEL", "INFO"),
         "MAX_CONTENT_LENGTH": _int_env("MAX_REQUEST_BYTES", 64 * 1024),
+        "SMS_RATE_PER_SECOND": float(_env("SMS_RATE_PER_SECOND", "10") or 10),
+        "SMS_RATE_BURST": float(_env("SMS_RATE_BURST", "0") or 0),
+        "FLOOD_CALLS_PER_HOUR": _int_env("FLOOD_CALLS_PER_HOUR", 10),
+        "CALL_RAW_RETENTION_DAYS": _int_env("CALL_RAW_RETENTION_DAYS", 30),
+        "SUPPRESSION_KEY": _env("SUPPRESSION_KEY"),
+        "EXOTEL_ACCOUNT_SID": _env("EXOTEL_ACCOUNT_SID"),
+        "EXOTEL_API_KEY": _env("EXOTEL_API_KEY"),
+        "EXOTEL_API_TOKEN": _env("EXOTEL_API_TOKEN"),
+        "EXOTEL_API_BASE_URL": _env("EXOTEL_API_BASE_URL", "https://api.exotel.com"),
+        "EXOTEL_SMS_TYPE": _env("EXOTEL_SMS_TYPE", "transactional"),
+        "EXOTEL_WEBHOOK_TOKEN": _env("EXOTEL_WEBHOOK_TOKEN"),
+        "EXOTEL_ALLOWED_IPS": _env("EXOTEL_ALLOWED_IPS"),
     }
 
 
@@ -88,6 +114,29 @@ def finalise(config: dict[str, Any]) -> None:
         config.setdefault("TWILIO_ACCOUNT_SID", DEV_TWILIO_ACCOUNT_SID)
     if not config.get("TWILIO_ACCOUNT_SID") and development:
         config["TWILIO_ACCOUNT_SID"] = DEV_TWILIO_ACCOUNT_SID
+    try:
+        schedule.parse_window(config.get("SMS_QUIET_HOURS"))
+        ZoneInfo(config["SIGNUP_TIMEZONE"])
+    except ValidationError as exc:
+        raise ConfigError(f"SMS_QUIET_HOURS: {exc}") from exc
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(
+            f"SIGNUP_TIMEZONE: unknown time zone {config['SIGNUP_TIMEZONE']!r}"
+        ) from exc
+    if float(config.get("SMS_RATE_PER_SECOND") or 0) <= 0:
+        raise ConfigError("SMS_RATE_PER_SECOND must be above 0")
+    if not config.get("SMS_RATE_BURST"):
+        config["SMS_RATE_BURST"] = config["SMS_RATE_PER_SECOND"]
+    if not config.get("SUPPRESSION_KEY"):
+        # The suppression list is keyed: set SUPPRESSION_KEY and never rotate it.
+        config["SUPPRESSION_KEY"] = config["SECRET_KEY"]
+    try:
+        config["EXOTEL_ALLOWED_NETWORKS"] = allowed_networks(config.get("EXOTEL_ALLOWED_IPS"))
+    except ValueError as exc:
+        raise ConfigError(f"EXOTEL_ALLOWED_IPS: {exc}") from exc
+    token = config.get("EXOTEL_WEBHOOK_TOKEN")
+    if token and len(token) < 16:
+        raise ConfigError("EXOTEL_WEBHOOK_TOKEN must be at least 16 characters")
     engine_options = config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
     if str(config["SQLALCHEMY_DATABASE_URI"]).startswith("sqlite"):
         engine_options.setdefault("connect_args", {"timeout": 30})

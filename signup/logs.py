@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from typing import Any
 
@@ -41,6 +42,29 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+SECRET_PATH = re.compile(r"(/webhooks/exotel/)[^/\s?\"']+")
+
+
+def redact(text: str) -> str:
+    """Hide secret tokens that travel in URL paths (Exotel's webhooks)."""
+    return SECRET_PATH.sub(r"\1[redacted]", text)
+
+
+class RedactSecrets(logging.Filter):
+    """Redact URL-path tokens from access-log records (gunicorn, Werkzeug)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, dict):
+            record.args = {
+                k: redact(v) if isinstance(v, str) else v for k, v in record.args.items()
+            }
+        elif isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
 def configure(fmt: str, level: str) -> None:
     """Install one stream handler on the root logger (idempotent across app factories)."""
     root = logging.getLogger()
@@ -55,6 +79,10 @@ def configure(fmt: str, level: str) -> None:
         handler.setFormatter(formatter)
         root.addHandler(handler)
     root.setLevel(level.upper())
+    for access in ("gunicorn.access", "werkzeug"):
+        access_logger = logging.getLogger(access)
+        if not any(isinstance(f, RedactSecrets) for f in access_logger.filters):
+            access_logger.addFilter(RedactSecrets())
     # The relay runs every second: Celery's per-task and per-tick lines would drown the rest.
     quiet = (
         "twilio.http_client",

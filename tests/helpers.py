@@ -40,6 +40,7 @@ def base_config(**overrides: Any) -> dict[str, Any]:
         "SMS_PROVIDER": "console",
         "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
         "RELAY_NUDGE": False,
+        "SMS_QUIET_HOURS": "off",  # tests that need quiet hours set them with an injected clock
         "LOG_FORMAT": "json",
     }
     config.update(overrides)

@@ -33,6 +33,7 @@ class CallOutcome(enum.StrEnum):
     NOT_A_VOLUNTEER = "not_a_volunteer"
     UNROUTED = "unrouted"
     NO_CALLER = "no_caller"
+    FLOODING = "flooding"
 
 
 class Call(db.Model):  # type: ignore[name-defined]
@@ -41,6 +42,7 @@ class Call(db.Model):  # type: ignore[name-defined]
     __tablename__ = "calls"
     __table_args__ = (
         UniqueConstraint("provider", "provider_call_id"),
+        Index("ix_calls_caller_received_at", "caller", "received_at"),
         Index(
             "ix_calls_unprocessed",
             "id",
@@ -54,7 +56,7 @@ class Call(db.Model):  # type: ignore[name-defined]
     provider_call_id: Mapped[str] = mapped_column(String(64))
     from_raw: Mapped[str | None] = mapped_column(String(64))
     to_raw: Mapped[str | None] = mapped_column(String(64))
-    caller: Mapped[str | None] = mapped_column(String(20), index=True)
+    caller: Mapped[str | None] = mapped_column(String(20))
     caller_kind: Mapped[str] = mapped_column(String(16))
     called: Mapped[str | None] = mapped_column(String(20))
     campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"), index=True)

@@ -17,7 +17,7 @@ from signup.campaigns import services as campaigns
 from signup.campaigns.models import Campaign
 from signup.extensions import db
 from signup.logs import event
-from signup.phones import Phone, PhoneKind, normalise
+from signup.phones import Phone, PhoneKind, mask, normalise
 from signup.volunteers import services as volunteers
 from signup.volunteers.models import ConsentChannel, ConsentEventType
 
@@ -119,6 +119,8 @@ def process_call(call_id: int) -> Processed | None:
         call.campaign_id = route.campaign.id
         if not phone.is_person:
             result = Processed(CallOutcome.NO_CALLER)
+        elif _flooding(call):
+            result = Processed(CallOutcome.FLOODING)
         elif route.is_optout:
             result = _opt_out(call, phone, route.campaign)
         else:
@@ -128,6 +130,48 @@ def process_call(call_id: int) -> Processed | None:
     call.processed_at = clock.now()
     db.session.flush()
     return result
+
+
+def _flooding(call: Call) -> bool:
+    """More than FLOOD_CALLS_PER_HOUR calls from this number in the hour up to this one."""
+    limit = int(current_app.config.get("FLOOD_CALLS_PER_HOUR") or 0)
+    if limit <= 0:
+        return False
+    recent = (
+        db.session.scalar(
+            select(func.count())
+            .select_from(Call)
+            .where(
+                Call.caller == call.caller,
+                Call.received_at > call.received_at - timedelta(hours=1),
+                Call.received_at <= call.received_at,
+            )
+        )
+        or 0
+    )
+    if recent > limit:
+        event(log, logging.INFO, "call.flooding", caller=mask(call.caller), calls_last_hour=recent)
+        return True
+    return False
+
+
+def purge_raw_strings(older_than_days: int, batch: int = 10_000) -> int:
+    """Blank the raw From/To of calls older than the retention age; returns how many."""
+    cutoff = clock.now() - timedelta(days=older_than_days)
+    total = 0
+    while True:
+        ids = list(
+            db.session.scalars(
+                select(Call.id)
+                .where(Call.received_at < cutoff, Call.from_raw.is_not(None))
+                .limit(batch)
+            )
+        )
+        if not ids:
+            return total
+        db.session.execute(update(Call).where(Call.id.in_(ids)).values(from_raw=None, to_raw=None))
+        db.session.commit()  # short transactions: never hold a million row locks
+        total += len(ids)
 
 
 def _join(call: Call, phone: Phone, campaign: Campaign) -> Processed:

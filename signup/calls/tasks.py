@@ -44,3 +44,9 @@ def process_calls(call_ids: list[int]) -> int:
     for message_id in to_send:
         publish(send_message, message_id)  # if this fails, relay_messages picks it up
     return len(call_ids)
+
+
+@shared_task(name="signup.calls.tasks.purge_raw_caller_strings", ignore_result=True)
+def purge_raw_caller_strings() -> int:
+    """Data retention: remove raw caller strings older than CALL_RAW_RETENTION_DAYS."""
+    return services.purge_raw_strings(current_app.config["CALL_RAW_RETENTION_DAYS"])

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def _handle(provider: CallProvider) -> Response:
+    inbound = provider.parse(request)  # never raises; read first so a refusal can be logged
     if not provider.verify(request):
         event(
             log,
@@ -25,11 +26,10 @@ def _handle(provider: CallProvider) -> Response:
             "webhook.forbidden",
             provider=provider.name,
             remote=request.remote_addr,
-            path=request.path,
-            caller=mask(normalise(request.values.get("From", "")[:64]).e164),
+            route=request.url_rule.rule if request.url_rule else None,  # never the token
+            caller=mask(normalise(inbound.from_raw[:64]).e164),
         )
         abort(403)
-    inbound = provider.parse(request)
     try:
         created = services.record_inbound(inbound)
         db.session.commit()
@@ -54,3 +54,9 @@ def _handle(provider: CallProvider) -> Response:
 def twilio_voice() -> Response:
     """Twilio's incoming-call webhook."""
     return _handle(PROVIDERS["twilio"])
+
+
+@bp.get("/webhooks/exotel/<token>/call")
+def exotel_call(token: str) -> Response:
+    """Exotel's Passthru applet for a missed call (the token is checked by the provider)."""
+    return _handle(PROVIDERS["exotel"])

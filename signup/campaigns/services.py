@@ -1,19 +1,23 @@
-"""Create, list and route campaigns."""
+"""Create, change, list and route campaigns; every save re-checks texts and DLT templates."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 
-from signup.campaigns.models import Campaign
+from signup import clock
+from signup.campaigns.models import Blackout, Campaign, CampaignNotice, DltTemplate
 from signup.errors import ValidationError
 from signup.extensions import db
-from signup.messaging import texts
+from signup.messaging import dlt, schedule, texts
+from signup.messaging.models import MessageKind
 from signup.phones import parse_number_argument
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+UNSET = object()  # "leave as it is" for update_campaign
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,14 +35,69 @@ def _number(raw: str, label: str) -> str:
         raise ValidationError(f"{label}: {exc}") from exc
 
 
-def _ensure_number_free(number: str, label: str) -> None:
-    taken = db.session.scalar(
-        select(Campaign.slug).where(
-            or_(Campaign.number == number, Campaign.optout_number == number)
-        )
+def _ensure_number_free(number: str, label: str, campaign_id: int | None = None) -> None:
+    query = select(Campaign.slug).where(
+        or_(Campaign.number == number, Campaign.optout_number == number)
     )
+    if campaign_id is not None:
+        query = query.where(Campaign.id != campaign_id)
+    taken = db.session.scalar(query)
     if taken is not None:
         raise ValidationError(f"{label} {number} already belongs to campaign '{taken}'")
+
+
+def _check_texts(campaign: Campaign) -> None:
+    """Refuse texts that cannot be trusted or rendered, and bodies that break a DLT template."""
+    has_optout = campaign.optout_number is not None
+    if campaign.sms_text is not None:
+        texts.validate_sms_text(campaign.sms_text, name=campaign.name, has_optout_number=has_optout)
+    for label, custom in (
+        ("opt-out text", campaign.optout_text),
+        ("help text", campaign.help_text),
+    ):
+        if custom is not None:
+            try:
+                texts.validate_text(
+                    custom,
+                    name=campaign.name,
+                    has_optout_number=has_optout,
+                    must_say_how_to_leave=label == "help text",
+                )
+            except ValidationError as exc:
+                raise ValidationError(f"{label}: {exc}") from exc
+    if campaign.quiet_hours is not None:
+        schedule.parse_window(campaign.quiet_hours)
+    for template in templates(campaign):
+        body = texts.render(template.kind, campaign)
+        try:
+            dlt.match(body, template.text)
+        except ValidationError as exc:
+            raise ValidationError(
+                f"{template.kind} SMS vs DLT template {template.template_id}: {exc}"
+            ) from exc
+
+
+def _record_notice(campaign: Campaign) -> None:
+    """Keep the onboarding text as a numbered notice version; bump it when the text changes."""
+    text = texts.render(MessageKind.ONBOARDING, campaign)
+    latest = db.session.scalar(
+        select(CampaignNotice)
+        .where(CampaignNotice.campaign_id == campaign.id)
+        .order_by(CampaignNotice.version.desc())
+        .limit(1)
+    )
+    if latest is not None and latest.text == text:
+        return
+    campaign.notice_version = latest.version + 1 if latest is not None else 1
+    db.session.add(
+        CampaignNotice(
+            campaign_id=campaign.id,
+            version=campaign.notice_version,
+            text=text,
+            created_at=clock.now(),
+        )
+    )
+    db.session.flush()
 
 
 def create_campaign(
@@ -49,38 +108,177 @@ def create_campaign(
     optout_number: str | None = None,
     language: str = "en",
     sms_text: str | None = None,
+    optout_text: str | None = None,
+    help_text: str | None = None,
+    quiet_hours: str | None = None,
 ) -> Campaign:
     """Validate and add a campaign; raises ValidationError with one clear line."""
     slug = slug.strip().lower()
-    name = name.strip()
     if not SLUG_RE.match(slug):
         raise ValidationError("slug must be 1-63 lowercase letters, digits or '-'")
+    if db.session.scalar(select(Campaign.id).where(Campaign.slug == slug)) is not None:
+        raise ValidationError(f"a campaign with slug '{slug}' already exists")
+    campaign = Campaign(slug=slug, notice_version=1)
+    _apply(
+        campaign,
+        name=name,
+        number=number,
+        optout_number=optout_number,
+        language=language,
+        sms_text=sms_text,
+        optout_text=optout_text,
+        help_text=help_text,
+        quiet_hours=quiet_hours,
+    )
+    db.session.add(campaign)
+    db.session.flush()
+    _record_notice(campaign)
+    return campaign
+
+
+def update_campaign(campaign: Campaign, **changes: object) -> Campaign:
+    """Change some of a campaign's settings; the notice version moves when its text does."""
+    current = {
+        "name": campaign.name,
+        "number": campaign.number,
+        "optout_number": campaign.optout_number,
+        "language": campaign.language,
+        "sms_text": campaign.sms_text,
+        "optout_text": campaign.optout_text,
+        "help_text": campaign.help_text,
+        "quiet_hours": campaign.quiet_hours,
+    }
+    unknown = set(changes) - set(current)
+    if unknown:
+        raise ValidationError(f"cannot change {sorted(unknown)}")
+    merged = {
+        k: (changes[k] if k in changes and changes[k] is not UNSET else v)
+        for k, v in current.items()
+    }
+    _apply(campaign, **merged)  # type: ignore[arg-type]
+    db.session.flush()
+    _record_notice(campaign)
+    return campaign
+
+
+def _apply(
+    campaign: Campaign,
+    *,
+    name: str,
+    number: str,
+    optout_number: str | None,
+    language: str,
+    sms_text: str | None,
+    optout_text: str | None,
+    help_text: str | None,
+    quiet_hours: str | None,
+) -> None:
+    name = name.strip()
     if not name or len(name) > 120:
         raise ValidationError("name must be 1-120 characters")
     if language not in texts.LANGUAGES:
         raise ValidationError(f"language must be one of {', '.join(texts.LANGUAGES)}")
-    if db.session.scalar(select(Campaign.id).where(Campaign.slug == slug)) is not None:
-        raise ValidationError(f"a campaign with slug '{slug}' already exists")
     main = _number(number, "number")
     optout = _number(optout_number, "opt-out number") if optout_number else None
     if optout == main:
         raise ValidationError("the opt-out number must differ from the campaign number")
-    _ensure_number_free(main, "number")
+    _ensure_number_free(main, "number", campaign.id)
     if optout:
-        _ensure_number_free(optout, "opt-out number")
-    if sms_text is not None:
-        texts.validate_sms_text(sms_text, name=name, has_optout_number=optout is not None)
-    campaign = Campaign(
-        slug=slug,
-        name=name,
-        number=main,
-        optout_number=optout,
-        language=language,
-        sms_text=sms_text or None,
-    )
-    db.session.add(campaign)
+        _ensure_number_free(optout, "opt-out number", campaign.id)
+    campaign.name, campaign.number, campaign.optout_number = name, main, optout
+    campaign.language = language
+    campaign.sms_text = sms_text or None
+    campaign.optout_text = optout_text or None
+    campaign.help_text = help_text or None
+    campaign.quiet_hours = quiet_hours or None
+    _check_texts(campaign)
+
+
+def set_dlt(campaign: Campaign, *, entity_id: str, header: str) -> None:
+    """Record the campaign's DLT principal entity and sender header."""
+    dlt.validate_registration(entity_id.strip(), header.strip())
+    campaign.dlt_entity_id = entity_id.strip()
+    campaign.dlt_header = header.strip().upper()
     db.session.flush()
-    return campaign
+
+
+def set_template(campaign: Campaign, *, kind: str, template_id: str, text: str) -> DltTemplate:
+    """Register the DLT template for one kind of message; refused if our text would not match."""
+    try:
+        message_kind = MessageKind(kind)
+    except ValueError:
+        kinds = ", ".join(k.value for k in MessageKind)
+        raise ValidationError(f"kind must be one of {kinds}") from None
+    dlt.validate_template(template_id.strip(), text)
+    body = texts.render(message_kind, campaign)
+    try:
+        dlt.match(body, text)
+    except ValidationError as exc:
+        raise ValidationError(
+            f"{message_kind} SMS would not match: {exc}. Our text is: {body}"
+        ) from exc
+    template = db.session.scalar(
+        select(DltTemplate).where(
+            DltTemplate.campaign_id == campaign.id, DltTemplate.kind == message_kind
+        )
+    )
+    if template is None:
+        template = DltTemplate(campaign_id=campaign.id, kind=message_kind)
+        db.session.add(template)
+    template.template_id = template_id.strip()
+    template.text = text
+    template.created_at = clock.now()
+    db.session.flush()
+    return template
+
+
+def templates(campaign: Campaign) -> list[DltTemplate]:
+    """The campaign's registered DLT templates."""
+    if campaign.id is None:
+        return []
+    return list(
+        db.session.scalars(
+            select(DltTemplate)
+            .where(DltTemplate.campaign_id == campaign.id)
+            .order_by(DltTemplate.kind)
+        )
+    )
+
+
+def template_for(campaign_id: int, kind: str) -> DltTemplate | None:
+    """The DLT template registered for this campaign and kind of message, if any."""
+    return db.session.scalar(
+        select(DltTemplate).where(DltTemplate.campaign_id == campaign_id, DltTemplate.kind == kind)
+    )
+
+
+def add_blackout(
+    campaign: Campaign, *, starts_at: datetime, ends_at: datetime, reason: str | None = None
+) -> Blackout:
+    """Add a period with no SMS (e.g. the Election Commission's 48-hour silence)."""
+    if starts_at.tzinfo is None or ends_at.tzinfo is None:
+        raise ValidationError("blackout times need a time zone (e.g. 2026-05-01T18:00+05:30)")
+    if ends_at <= starts_at:
+        raise ValidationError("a blackout must end after it starts")
+    blackout = Blackout(
+        campaign_id=campaign.id,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        reason=(reason or "")[:200] or None,
+    )
+    db.session.add(blackout)
+    db.session.flush()
+    return blackout
+
+
+def blackouts(campaign_id: int, after: datetime) -> list[tuple[datetime, datetime]]:
+    """The campaign's blackout periods that have not ended by `after`, earliest first."""
+    rows = db.session.execute(
+        select(Blackout.starts_at, Blackout.ends_at)
+        .where(Blackout.campaign_id == campaign_id, Blackout.ends_at > after)
+        .order_by(Blackout.starts_at)
+    )
+    return [(start, end) for start, end in rows]
 
 
 def list_campaigns() -> list[Campaign]:
@@ -91,6 +289,18 @@ def list_campaigns() -> list[Campaign]:
 def get_by_slug(slug: str) -> Campaign | None:
     """The campaign with this slug, if any."""
     return db.session.scalar(select(Campaign).where(Campaign.slug == slug))
+
+
+def notice_count(campaign: Campaign) -> int:
+    """How many notice versions the campaign has had."""
+    return (
+        db.session.scalar(
+            select(func.count())
+            .select_from(CampaignNotice)
+            .where(CampaignNotice.campaign_id == campaign.id)
+        )
+        or 0
+    )
 
 
 def route(called: str | None) -> Route | None:

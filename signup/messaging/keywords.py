@@ -1,63 +1,184 @@
-"""Reply keywords: a STOP-type word withdraws consent, a START-type word re-joins.
+"""Reply keywords: STOP-type words withdraw consent, START-type words re-join, HELP answers.
 
 A keyword counts only when it is the whole message ("STOP" yes, "we must STOP this" no).
+Hindi and Hinglish words are accepted beside the English ones (README, "Reply keywords").
 """
 
 from __future__ import annotations
 
+import enum
 import logging
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from signup import clock
+from signup import database as dbx
 from signup.campaigns.models import Campaign
 from signup.extensions import db
 from signup.logs import event
+from signup.messaging import services as messaging
+from signup.messaging.models import InboundMessage, Message, MessageKind
 from signup.phones import mask, normalise
 from signup.volunteers import services as volunteers
-from signup.volunteers.models import ConsentChannel, Subscription, VolunteerStatus
+from signup.volunteers.models import ConsentChannel, Subscription, Volunteer, VolunteerStatus
 
 log = logging.getLogger(__name__)
 
-STOP_WORDS = frozenset(
-    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
-)
-START_WORDS = frozenset({"START", "UNSTOP"})
+
+class Keyword(enum.StrEnum):
+    """What a reply asks for."""
+
+    STOP = "stop"
+    START = "start"
+    HELP = "help"
 
 
-def keyword(body: str) -> str | None:
-    """The keyword a message consists of, upper-cased, or None."""
-    word = body.strip().strip(".!").upper()
-    return word if word in STOP_WORDS | START_WORDS else None
+WORDS: dict[Keyword, frozenset[str]] = {
+    Keyword.STOP: frozenset(
+        {
+            "STOP",
+            "STOPALL",
+            "UNSUBSCRIBE",
+            "CANCEL",
+            "END",
+            "QUIT",
+            "REVOKE",
+            "OPTOUT",
+            "बंद",
+            "बंद करें",
+            "बंद करो",
+            "रोकें",
+            "रोको",
+            "हटाएं",
+            "हटाओ",
+            "BAND",
+            "BAND KARO",
+            "BAND KAREN",
+            "BANDH",
+            "ROKO",
+            "RUKO",
+            "HATAO",
+        }
+    ),
+    Keyword.START: frozenset(
+        {
+            "START",
+            "UNSTOP",
+            "शुरू",
+            "शुरू करें",
+            "जोड़ें",
+            "SHURU",
+            "JODO",
+        }
+    ),
+    Keyword.HELP: frozenset(
+        {
+            "HELP",
+            "INFO",
+            "मदद",
+            "सहायता",
+            "जानकारी",
+            "MADAD",
+            "SAHAYATA",
+            "JANKARI",
+        }
+    ),
+}
+HELP_INTERVAL = timedelta(hours=24)  # at most one help answer a day per campaign
 
 
-def handle_reply(*, from_raw: str, body: str) -> str | None:
-    """Apply a keyword reply to every campaign the sender belongs to (flushes only)."""
-    word = keyword(body)
-    phone = normalise(from_raw)
+def keyword(body: str) -> Keyword | None:
+    """The keyword a message consists of, or None."""
+    text = unicodedata.normalize("NFC", body)
+    text = re.sub(r"\s+", " ", text).strip().strip(".!?।").strip().upper()
+    for kind, words in WORDS.items():
+        if text in words:
+            return kind
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An inbound SMS as a provider reported it."""
+
+    provider: str
+    provider_message_id: str
+    from_raw: str
+    body: str
+    handled_by_provider: bool = False  # Twilio's OptOutType: it already answered the sender
+
+
+def _record(reply: Reply, sender: str | None, word: Keyword | None) -> int | None:
+    """Store the reply once per provider id; None when it was seen before (a retry)."""
+    return db.session.scalar(
+        dbx.insert(InboundMessage)
+        .values(
+            provider=reply.provider,
+            provider_message_id=reply.provider_message_id[:64],
+            sender=sender,
+            keyword=word,
+            received_at=clock.now(),
+        )
+        .on_conflict_do_nothing(index_elements=["provider", "provider_message_id"])
+        .returning(InboundMessage.id)
+    )
+
+
+def handle_reply(reply: Reply) -> list[int]:
+    """Apply a keyword reply to the sender's campaigns; returns message ids to publish."""
+    word = keyword(reply.body)
+    phone = normalise(reply.from_raw)
     if word is None or phone.e164 is None:
-        return None
+        return []
+    inbound_id = _record(reply, phone.e164, word)
     volunteer = volunteers.find_by_phone(phone.e164, lock=True)
-    if volunteer is None:
-        return None
-    wanted = VolunteerStatus.ACTIVE if word in STOP_WORDS else VolunteerStatus.OPTED_OUT
+    if inbound_id is None or volunteer is None:
+        return []
+    wanted = VolunteerStatus.OPTED_OUT if word is Keyword.START else VolunteerStatus.ACTIVE
     campaigns = db.session.scalars(
         select(Campaign)
         .join(Subscription, Subscription.campaign_id == Campaign.id)
         .where(Subscription.volunteer_id == volunteer.id, Subscription.status == wanted)
     ).all()
-    evidence = volunteers.Evidence(ConsentChannel.SMS_KEYWORD)
+    evidence = volunteers.Evidence(ConsentChannel.SMS_KEYWORD, inbound_message_id=inbound_id)
+    to_send: list[int] = []
     for campaign in campaigns:
-        if word in STOP_WORDS:
-            # Twilio confirms STOP itself and refuses later sends (21610): send nothing back.
+        if word is Keyword.STOP:
+            # Nothing goes back: sending to a number that just said STOP gives Twilio 21610.
             volunteers.opt_out(volunteer, campaign, phone, evidence, confirm=False)
-        else:
-            volunteers.join(volunteer, campaign, phone, evidence)
+        elif word is Keyword.START:
+            to_send += volunteers.join(volunteer, campaign, phone, evidence).message_ids
+        elif not reply.handled_by_provider:
+            to_send += _help(volunteer, campaign)
     event(
         log,
         logging.INFO,
         "sms.keyword",
         keyword=word,
-        to=mask(phone.e164),
+        provider=reply.provider,
+        sender=mask(phone.e164),
         campaigns=len(campaigns),
     )
-    return word
+    return to_send
+
+
+def _help(volunteer: Volunteer, campaign: Campaign) -> list[int]:
+    """Queue the campaign's help text, at most once a day."""
+    since = clock.now() - HELP_INTERVAL
+    previous = db.session.execute(
+        select(func.count(), func.max(Message.created_at)).where(
+            Message.volunteer_id == volunteer.id,
+            Message.campaign_id == campaign.id,
+            Message.kind == MessageKind.HELP,
+        )
+    ).one()
+    if previous[1] is not None and previous[1] > since:
+        return []
+    created = messaging.create_message(
+        volunteer, campaign, MessageKind.HELP, round_=int(previous[0])
+    )
+    return [created.id] if created is not None and created.due else []

@@ -18,6 +18,7 @@ class MessageKind(enum.StrEnum):
 
     ONBOARDING = "onboarding"
     OPTOUT_CONFIRMATION = "optout_confirmation"
+    HELP = "help"
 
 
 class MessageStatus(enum.StrEnum):
@@ -60,9 +61,26 @@ class Message(db.Model):  # type: ignore[name-defined]
     error_code: Mapped[int | None] = mapped_column(Integer)
     error_message: Mapped[str | None] = mapped_column(String(255))
     attempts: Mapped[int] = mapped_column(default=0)
+    resends: Mapped[int] = mapped_column(
+        default=0, server_default="0"
+    )  # carrier failures retried (30003/30008)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
     queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sending_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now, onupdate=now)
+
+
+class InboundMessage(db.Model):  # type: ignore[name-defined]
+    """An SMS a person sent us (a keyword), kept as consent evidence; one row per provider id."""
+
+    __tablename__ = "inbound_messages"
+    __table_args__ = (UniqueConstraint("provider", "provider_message_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    provider_message_id: Mapped[str] = mapped_column(String(64))
+    sender: Mapped[str | None] = mapped_column(String(24))  # E.164; cleared on erasure
+    keyword: Mapped[str | None] = mapped_column(String(24))  # never the free text
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)

@@ -9,20 +9,25 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import or_, select, update
 
 from signup import clock
 from signup import database as dbx
+from signup.campaigns import services as campaigns
 from signup.campaigns.models import Campaign
+from signup.errors import ValidationError
 from signup.extensions import db
 from signup.logs import event
-from signup.messaging import texts
+from signup.messaging import dlt, schedule, texts
 from signup.messaging.models import Message, MessageKind, MessageStatus
-from signup.messaging.providers import OutboundSms, SendError, SmsSender
+from signup.messaging.providers import Dlt, OutboundSms, SendError, SmsSender
+from signup.messaging.ratelimit import RateLimiter
 from signup.phones import mask
 from signup.volunteers.models import Volunteer
 
@@ -50,11 +55,33 @@ class DeliveryOutcome:
     opted_out: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message created now; `due` says to publish it at once (else the relay sends it later)."""
+
+    id: int
+    due: bool
+
+
+def send_time(campaign: Campaign, now: datetime) -> datetime:
+    """The earliest moment from `now` outside quiet hours and the campaign's blackouts."""
+    config = current_app.config
+    quiet = schedule.parse_window(campaign.quiet_hours or config["SMS_QUIET_HOURS"])
+    return schedule.next_send_time(
+        now,
+        quiet=quiet,
+        zone=ZoneInfo(config["SIGNUP_TIMEZONE"]),
+        blackouts=campaigns.blackouts(campaign.id, now),
+    )
+
+
 def create_message(
     volunteer: Volunteer, campaign: Campaign, kind: MessageKind, *, round_: int = 0
-) -> int | None:
-    """Add the message unless it exists; returns its id when created now, else None."""
-    at = clock.now()
+) -> NewMessage | None:
+    """Add the message unless it exists (None then); inside quiet hours it waits as `pending`."""
+    now = clock.now()
+    at = send_time(campaign, now)
+    due = at <= now
     stmt = (
         dbx.insert(Message)
         .values(
@@ -64,16 +91,21 @@ def create_message(
             round=round_,
             to_phone=volunteer.phone,
             body=texts.render(kind, campaign),
-            status=MessageStatus.QUEUED,
+            status=MessageStatus.QUEUED if due else MessageStatus.PENDING,
             next_attempt_at=at,
-            queued_at=at,
-            created_at=at,
-            updated_at=at,
+            queued_at=now if due else None,
+            created_at=now,
+            updated_at=now,
         )
         .on_conflict_do_nothing(index_elements=["volunteer_id", "campaign_id", "kind", "round"])
         .returning(Message.id)
     )
-    return db.session.scalar(stmt)
+    message_id = db.session.scalar(stmt)
+    if message_id is None:
+        return None
+    if not due:
+        event(log, logging.INFO, "sms.deferred", message_id=message_id, until=at.isoformat())
+    return NewMessage(message_id, due)
 
 
 def claim_due(limit: int) -> list[int]:
@@ -110,12 +142,49 @@ def release(message_ids: list[int]) -> None:
     )
 
 
+def _defer(message_id: int, until: datetime, reason: str, *, undo_attempt: bool = False) -> None:
+    values: dict[str, object] = {
+        "status": MessageStatus.PENDING,
+        "next_attempt_at": until,
+        "updated_at": clock.now(),
+    }
+    if undo_attempt:
+        values["attempts"] = Message.attempts - 1
+    db.session.execute(
+        update(Message)
+        .where(
+            Message.id == message_id,
+            Message.status.in_(
+                [MessageStatus.QUEUED, MessageStatus.PENDING, MessageStatus.SENDING]
+            ),
+        )
+        .values(**values)
+    )
+    event(
+        log,
+        logging.INFO,
+        "sms.deferred",
+        message_id=message_id,
+        until=until.isoformat(),
+        reason=reason,
+    )
+
+
 def claim_for_sending(message_id: int) -> Message | None:
     """Move a queued or pending message to `sending`; None if another worker has it or it is done.
 
+    Inside quiet hours or a blackout the message goes back to `pending` until the window ends.
     The caller commits before calling the provider, so that a crash leaves evidence.
     """
     at = clock.now()
+    message = db.session.get(Message, message_id)
+    if message is None or message.status not in (MessageStatus.QUEUED, MessageStatus.PENDING):
+        return None
+    campaign = db.session.get(Campaign, message.campaign_id)
+    allowed = send_time(campaign, at) if campaign is not None else at
+    if allowed > at:
+        _defer(message_id, allowed, "quiet_hours_or_blackout")
+        return None
     claimed = db.session.execute(
         update(Message)
         .where(
@@ -135,16 +204,41 @@ def claim_for_sending(message_id: int) -> Message | None:
     return db.session.get(Message, message_id, populate_existing=True)
 
 
-def status_callback_url() -> str | None:
-    """Where the provider should report delivery, when we know our public address."""
-    base = current_app.config.get("PUBLIC_BASE_URL")
-    return f"{base.rstrip('/')}/webhooks/twilio/message-status" if base else None
+def _dlt(message: Message) -> Dlt | None:
+    """The DLT registration to send under; SendError if the body no longer fits its template."""
+    campaign = db.session.get(Campaign, message.campaign_id)
+    template = campaigns.template_for(message.campaign_id, message.kind)
+    if campaign is None or template is None or not (campaign.dlt_entity_id and campaign.dlt_header):
+        return None
+    try:
+        dlt.match(message.body, template.text)
+    except ValidationError as exc:
+        raise SendError(
+            f"DLT template {template.template_id}: {exc}"[:255], transient=False
+        ) from exc
+    return Dlt(campaign.dlt_entity_id, campaign.dlt_header, template.template_id)
 
 
-def deliver(message: Message, sender: SmsSender) -> DeliveryOutcome:
-    """Call the provider for a claimed message and record what happened (flushes, no commit)."""
-    sms = OutboundSms(message.id, message.to_phone, message.body, status_callback_url())
+def deliver(message: Message, sender: SmsSender, limiter: RateLimiter) -> DeliveryOutcome:
+    """Call the provider for a claimed message and record what happened (flushes, no commit).
+
+    Waits for a slot in the provider account's shared rate limit; when the wait would be long,
+    the message goes back to `pending` for that long instead of holding the worker.
+    """
     message.provider = sender.name
+    try:
+        sms = OutboundSms(message.id, message.to_phone, message.body, _dlt(message))
+    except SendError as exc:
+        return _record_failure(message, exc)
+    grant = limiter.acquire(f"{sender.name}:{sender.account}")
+    if not grant.reserved:
+        _defer(
+            message.id, clock.now() + timedelta(seconds=grant.wait), "rate_limit", undo_attempt=True
+        )
+        db.session.refresh(message)
+        return DeliveryOutcome(MessageStatus.PENDING)
+    if grant.wait > 0:
+        time.sleep(grant.wait)
     try:
         result = sender.send(sms)
     except SendError as exc:
@@ -218,24 +312,43 @@ def mark_stale_sending_unknown() -> int:
     return count
 
 
-def apply_status(provider_message_id: str, status: str, error_code: int | None) -> bool:
-    """Apply a provider's delivery report without ever moving a message backwards."""
-    try:
-        new = MessageStatus(status)
-    except ValueError:
-        return False
-    if new not in STATUS_RANK:
+RESEND_ONCE_CODES = frozenset({30003, 30008})  # unreachable handset, unknown carrier error
+DND_CODES = frozenset({30004})  # Twilio: blocked, e.g. on India's Do Not Call registry
+RESEND_DELAY = timedelta(minutes=30)
+
+
+def apply_status(
+    provider_message_id: str, status: MessageStatus, error_code: int | None, *, dnd: bool = False
+) -> bool:
+    """Apply a provider's delivery report without ever moving a message backwards.
+
+    A failure with 30003 or 30008 is sent once more, later; 30004 (or a provider's DND failure)
+    flags the volunteer as on the Do Not Call registry.
+    """
+    if status not in STATUS_RANK:
         return False  # queued/sending/accepted carry no news for us
     message = db.session.scalar(
-        select(Message).where(Message.provider_message_id == provider_message_id)
+        select(Message).where(Message.provider_message_id == provider_message_id).with_for_update()
     )
     if message is None:
         return False
     current = STATUS_RANK.get(MessageStatus(message.status), 0)
-    if STATUS_RANK[new] <= current and message.status != MessageStatus.UNKNOWN:
+    if STATUS_RANK[status] <= current and message.status != MessageStatus.UNKNOWN:
         return False
-    message.status = new
     if error_code is not None:
         message.error_code = error_code
+    failed = status in (MessageStatus.UNDELIVERED, MessageStatus.FAILED)
+    if failed and (dnd or error_code in DND_CODES):
+        volunteer = db.session.get(Volunteer, message.volunteer_id)
+        if volunteer is not None and volunteer.dnd_at is None:
+            volunteer.dnd_at = clock.now()
+    if failed and error_code in RESEND_ONCE_CODES and message.resends == 0:
+        message.resends = 1
+        message.status = MessageStatus.PENDING
+        message.next_attempt_at = clock.now() + RESEND_DELAY
+        message.error_message = f"{status} {error_code} from {provider_message_id}; resending"
+        event(log, logging.INFO, "sms.resend_scheduled", message_id=message.id, code=error_code)
+    else:
+        message.status = status
     db.session.flush()
     return True

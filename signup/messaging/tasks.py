@@ -25,7 +25,7 @@ def send_message(message_id: int) -> str | None:
     db.session.commit()
     if message is None:
         return None
-    outcome = services.deliver(message, sender())
+    outcome = services.deliver(message, sender(), current_app.extensions["sms_rate_limiter"])
     if outcome.opted_out:
         volunteers.withdraw_unsubscribed(message)
     db.session.commit()

@@ -1,4 +1,4 @@
-"""The SMS texts: defaults in English and Hindi, a campaign's own text, and their checks."""
+"""The SMS texts: defaults in English and Hindi, a campaign's own texts, and their checks."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ if TYPE_CHECKING:
     from signup.campaigns.models import Campaign
 
 LANGUAGES = ("en", "hi")
-PLACEHOLDERS = frozenset({"campaign", "optout_number"})
+PLACEHOLDERS = frozenset({"campaign", "optout_number", "number"})
+MAX_TEXT = 600
 
-# Each text says what was joined, what is kept and how to leave.
+# Each onboarding text says what was joined, what is kept and how to leave.
 ONBOARDING = {
     "en": {
         "optout": "{campaign}: thank you for your missed call, you have joined as a volunteer. "
@@ -37,6 +38,19 @@ OPTOUT_CONFIRMATION = {
     "दोबारा जुड़ने हेतु {number} पर मिस्ड कॉल दें।",
 }
 
+HELP = {
+    "en": {
+        "optout": "{campaign}: to join, give a missed call to {number}; "
+        "to leave, give a missed call to {optout_number} or reply STOP.",
+        "stop": "{campaign}: to join, give a missed call to {number}; to leave, reply STOP.",
+    },
+    "hi": {
+        "optout": "{campaign}: जुड़ने हेतु {number} पर, छोड़ने हेतु {optout_number} पर "
+        "मिस्ड कॉल दें या STOP भेजें।",
+        "stop": "{campaign}: जुड़ने हेतु {number} पर मिस्ड कॉल दें, छोड़ने हेतु STOP भेजें।",
+    },
+}
+
 
 def placeholders(template: str) -> set[str]:
     """The {names} a template uses; raises ValidationError on malformed braces."""
@@ -46,12 +60,14 @@ def placeholders(template: str) -> set[str]:
         raise ValidationError(f"SMS text has unbalanced braces: {exc}") from exc
 
 
-def validate_sms_text(template: str, *, name: str, has_optout_number: bool) -> None:
+def validate_text(
+    template: str, *, name: str, has_optout_number: bool, must_say_how_to_leave: bool = True
+) -> None:
     """Refuse a campaign SMS text that a volunteer could not trust or we could not render."""
     if not template.strip():
         raise ValidationError("SMS text is empty")
-    if len(template) > 600:
-        raise ValidationError("SMS text is longer than 600 characters")
+    if len(template) > MAX_TEXT:
+        raise ValidationError(f"SMS text is longer than {MAX_TEXT} characters")
     fields = placeholders(template)
     unknown = fields - PLACEHOLDERS
     if unknown:
@@ -65,32 +81,50 @@ def validate_sms_text(template: str, *, name: str, has_optout_number: bool) -> N
         raise ValidationError(
             "SMS text uses {optout_number} but the campaign has no opt-out number"
         )
-    if "optout_number" not in fields and "STOP" not in template.upper():
+    if must_say_how_to_leave and "optout_number" not in fields and "STOP" not in template.upper():
         raise ValidationError("SMS text must say how to leave: use {optout_number} or mention STOP")
+
+
+def validate_sms_text(template: str, *, name: str, has_optout_number: bool) -> None:
+    """Refuse an onboarding text that does not name the campaign and say how to leave."""
+    validate_text(template, name=name, has_optout_number=has_optout_number)
+
+
+def _fill(template: str, campaign: Campaign) -> str:
+    return template.format(
+        campaign=campaign.name, optout_number=campaign.optout_number or "", number=campaign.number
+    )
+
+
+def _way_out(campaign: Campaign) -> str:
+    return "optout" if campaign.optout_number else "stop"
 
 
 def onboarding_text(campaign: Campaign) -> str:
     """The onboarding SMS body for a campaign, rendered."""
-    if campaign.sms_text:
-        template = campaign.sms_text
-    else:
-        texts = ONBOARDING.get(campaign.language, ONBOARDING["en"])
-        template = texts["optout" if campaign.optout_number else "stop"]
-    return template.format(campaign=campaign.name, optout_number=campaign.optout_number or "")
+    default = ONBOARDING.get(campaign.language, ONBOARDING["en"])[_way_out(campaign)]
+    return _fill(campaign.sms_text or default, campaign)
 
 
 def optout_confirmation_text(campaign: Campaign) -> str:
     """The SMS that confirms an opt-out and says how to come back."""
-    template = OPTOUT_CONFIRMATION.get(campaign.language, OPTOUT_CONFIRMATION["en"])
-    return template.format(campaign=campaign.name, number=campaign.number)
+    default = OPTOUT_CONFIRMATION.get(campaign.language, OPTOUT_CONFIRMATION["en"])
+    return _fill(campaign.optout_text or default, campaign)
+
+
+def help_text(campaign: Campaign) -> str:
+    """The answer to HELP or INFO: how to join and how to leave."""
+    default = HELP.get(campaign.language, HELP["en"])[_way_out(campaign)]
+    return _fill(campaign.help_text or default, campaign)
 
 
 RENDERERS = {
     MessageKind.ONBOARDING: onboarding_text,
     MessageKind.OPTOUT_CONFIRMATION: optout_confirmation_text,
+    MessageKind.HELP: help_text,
 }
 
 
-def render(kind: MessageKind, campaign: Campaign) -> str:
+def render(kind: MessageKind | str, campaign: Campaign) -> str:
     """Render the body of a message of this kind for this campaign."""
-    return RENDERERS[kind](campaign)
+    return RENDERERS[MessageKind(kind)](campaign)

@@ -1,54 +1,119 @@
-"""Twilio's SMS webhooks: delivery status callbacks and inbound opt-out keywords."""
+"""SMS webhooks: delivery reports and inbound keywords, from Twilio (signed) and Exotel."""
 
 from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, abort, request
+from flask import Blueprint, Request, Response, abort, request
+from werkzeug.datastructures import MultiDict
 
+from signup.calls.providers.base import call_id_or_digest
+from signup.calls.providers.exotel import verify_exotel_request
 from signup.calls.providers.twilio import verify_twilio_request
 from signup.extensions import db
 from signup.logs import event
 from signup.messaging import keywords, services
+from signup.messaging.models import MessageStatus
+from signup.messaging.providers.exotel import exotel_status
+from signup.messaging.tasks import send_message
+from signup.tasking import publish
 
 bp = Blueprint("messaging", __name__)
 log = logging.getLogger(__name__)
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response />'
 
 
-def _require_twilio_signature() -> None:
-    if not verify_twilio_request(request):
+def _require(verified: bool, provider: str) -> None:
+    if not verified:
         event(
             log,
             logging.WARNING,
             "webhook.forbidden",
-            provider="twilio",
+            provider=provider,
             remote=request.remote_addr,
-            path=request.path,
+            route=request.url_rule.rule if request.url_rule else None,
         )
         abort(403)
 
 
+def _int(raw: str | None) -> int | None:
+    raw = (raw or "").strip()
+    return int(raw) if raw.isdigit() and len(raw) < 10 else None
+
+
+def _material(values: MultiDict[str, str]) -> str:
+    return "&".join(f"{k}={v}" for k, v in sorted(values.items(multi=True)))
+
+
+def _reply(reply: keywords.Reply) -> None:
+    """Apply a keyword reply, commit, then publish what it queued."""
+    to_send = keywords.handle_reply(reply)
+    db.session.commit()
+    for message_id in to_send:
+        publish(send_message, message_id)
+
+
 @bp.post("/webhooks/twilio/message-status")
 def twilio_message_status() -> Response:
-    """Apply a delivery report; out-of-order reports never move a message backwards."""
-    _require_twilio_signature()
+    """Apply a Twilio delivery report; out-of-order reports never move a message backwards."""
+    _require(verify_twilio_request(request), "twilio")
     sid = request.form.get("MessageSid", "")[:64]
-    status = request.form.get("MessageStatus", request.form.get("SmsStatus", ""))[:32]
-    raw_code = request.form.get("ErrorCode", "")
-    code = int(raw_code) if raw_code.isdigit() and len(raw_code) < 10 else None
-    if sid and services.apply_status(sid, status, code):
+    raw = request.form.get("MessageStatus", request.form.get("SmsStatus", ""))[:32]
+    try:
+        status = MessageStatus(raw)
+    except ValueError:
+        return Response("", status=204)
+    if sid and services.apply_status(sid, status, _int(request.form.get("ErrorCode"))):
         db.session.commit()
     return Response("", status=204)
 
 
 @bp.post("/webhooks/twilio/sms")
 def twilio_inbound_sms() -> Response:
-    """Handle STOP-type and START-type replies; never answer with an SMS of our own."""
-    _require_twilio_signature()
-    keywords.handle_reply(
-        from_raw=request.form.get("From", "")[:64],
-        body=request.form.get("Body", "")[:1600],
+    """Handle keyword replies; never answer in TwiML (replies, if any, go through the outbox)."""
+    _require(verify_twilio_request(request), "twilio")
+    form = request.form
+    _reply(
+        keywords.Reply(
+            provider="twilio",
+            provider_message_id=call_id_or_digest(
+                form.get("MessageSid", form.get("SmsSid", "")), _material(form)
+            ),
+            from_raw=form.get("From", "")[:64],
+            body=form.get("Body", "")[:1600],
+            handled_by_provider=bool(form.get("OptOutType")),
+        )
     )
-    db.session.commit()
     return Response(EMPTY_TWIML, status=200, mimetype="text/xml")
+
+
+@bp.post("/webhooks/exotel/<token>/sms-status")
+def exotel_sms_status(token: str) -> Response:
+    """Apply an Exotel delivery report (the token in the path is the only proof of origin)."""
+    _require(verify_exotel_request(request), "exotel")
+    status, dnd = exotel_status(request.values.get("Status", ""))
+    sid = request.values.get("SmsSid", "")[:64]
+    code = _int(request.values.get("DetailedStatusCode"))
+    if sid and status is not None and services.apply_status(sid, status, code, dnd=dnd):
+        db.session.commit()
+    return Response("", status=200, mimetype="text/plain")
+
+
+def _exotel_reply(req: Request) -> keywords.Reply:
+    values = req.values
+    return keywords.Reply(
+        provider="exotel",
+        provider_message_id=call_id_or_digest(
+            values.get("SmsSid", values.get("CallSid", "")), _material(values)
+        ),
+        from_raw=values.get("From", values.get("CallFrom", "")).strip('"')[:64],
+        body=values.get("Body", values.get("body", "")).strip('"')[:1600],
+    )
+
+
+@bp.route("/webhooks/exotel/<token>/sms", methods=["GET", "POST"])
+def exotel_inbound_sms(token: str) -> Response:
+    """Exotel's incoming-SMS webhook: keyword replies, answered with an empty 200."""
+    _require(verify_exotel_request(request), "exotel")
+    _reply(_exotel_reply(request))
+    return Response("", status=200, mimetype="text/plain")

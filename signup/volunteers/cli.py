@@ -11,6 +11,8 @@ import click
 from flask import current_app
 
 from signup.errors import ValidationError
+from signup.extensions import db
+from signup.volunteers import erasure
 from signup.volunteers.export import CsvExport, VolunteerFilter
 
 
@@ -50,3 +52,21 @@ def volunteers(output: str, campaign: str | None, status: str | None) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     click.echo(f"wrote {stream.rows} volunteers to {target}", err=True)
+
+
+@click.group()
+def volunteer() -> None:
+    """Manage individual volunteers."""
+
+
+@volunteer.command("erase")
+@click.argument("phone")
+def erase(phone: str) -> None:
+    """Erase a person's data; only a keyed hash stays, so they are never messaged again."""
+    try:
+        tombstone = erasure.erase(phone)
+        db.session.commit()
+    except ValidationError as exc:
+        db.session.rollback()
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"erased volunteer {tombstone.id}: personal data removed, number suppressed")

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, select, true
+from sqlalchemy import ColumnElement, select
 
 from signup.campaigns.models import Campaign
 from signup.errors import ValidationError
@@ -49,12 +49,10 @@ class VolunteerFilter:
 
     def condition(self) -> ColumnElement[bool]:
         """The WHERE clause for these filters; raises ValidationError on a bad value."""
-        clause: ColumnElement[bool] = true()
+        clause: ColumnElement[bool] = Volunteer.status != VolunteerStatus.ERASED
         if self.status:
-            if self.status not in {s.value for s in VolunteerStatus}:
-                raise ValidationError(
-                    f"status must be one of {', '.join(s.value for s in VolunteerStatus)}"
-                )
+            if self.status not in {s.value for s in VolunteerStatus} - {VolunteerStatus.ERASED}:
+                raise ValidationError("status must be one of active, opted_out")
             clause = clause & (Volunteer.status == self.status)
         if self.campaign:
             campaign_id = db.session.scalar(

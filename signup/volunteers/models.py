@@ -18,6 +18,7 @@ class VolunteerStatus(enum.StrEnum):
 
     ACTIVE = "active"
     OPTED_OUT = "opted_out"
+    ERASED = "erased"  # a tombstone: every personal field removed (DPDP s.12)
 
 
 class ConsentEventType(enum.StrEnum):
@@ -26,6 +27,7 @@ class ConsentEventType(enum.StrEnum):
     GIVEN = "given"
     WITHDRAWN = "withdrawn"
     REGIVEN = "re_given"
+    ERASED = "erased"
 
 
 class ConsentChannel(enum.StrEnum):
@@ -35,6 +37,7 @@ class ConsentChannel(enum.StrEnum):
     OPTOUT_CALL = "opt_out_number"
     SMS_KEYWORD = "sms_keyword"
     PROVIDER = "provider"
+    ORGANISER = "organiser"
 
 
 class Volunteer(db.Model):  # type: ignore[name-defined]
@@ -43,7 +46,7 @@ class Volunteer(db.Model):  # type: ignore[name-defined]
     __tablename__ = "volunteers"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    phone: Mapped[str] = mapped_column(String(20), unique=True)
+    phone: Mapped[str] = mapped_column(String(24), unique=True)
     name: Mapped[str | None] = mapped_column(String(120))
     status: Mapped[str] = mapped_column(String(16), default=VolunteerStatus.ACTIVE, index=True)
     call_count: Mapped[int] = mapped_column(default=0)
@@ -55,6 +58,8 @@ class Volunteer(db.Model):  # type: ignore[name-defined]
     district: Mapped[str | None] = mapped_column(String(64))
     pincode: Mapped[str | None] = mapped_column(String(6))
     language: Mapped[str | None] = mapped_column(String(2))
+    dnd_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # on India's Do Not Call list
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now, onupdate=now)
 
@@ -86,5 +91,16 @@ class ConsentEvent(db.Model):  # type: ignore[name-defined]
     channel: Mapped[str] = mapped_column(String(24))
     call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"))
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    inbound_message_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_messages.id"))
     notice_version: Mapped[int] = mapped_column()
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+
+
+class Suppression(db.Model):  # type: ignore[name-defined]
+    """A keyed hash of an erased person's number: never message it again unless they call."""
+
+    __tablename__ = "suppressions"
+
+    phone_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    opted_out: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)

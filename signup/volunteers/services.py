@@ -14,6 +14,7 @@ from signup.extensions import db
 from signup.messaging import services as messaging
 from signup.messaging.models import Message, MessageKind
 from signup.phones import Phone, normalise
+from signup.volunteers import erasure
 from signup.volunteers.models import (
     ConsentChannel,
     ConsentEvent,
@@ -31,6 +32,7 @@ class Evidence:
     channel: ConsentChannel
     call_id: int | None = None
     message_id: int | None = None
+    inbound_message_id: int | None = None
 
 
 @dataclass(slots=True)
@@ -39,7 +41,15 @@ class Change:
 
     volunteer: Volunteer | None
     consent: ConsentEventType | None = None
-    message_ids: list[int] = field(default_factory=list)
+    message_ids: list[int] = field(default_factory=list)  # to publish after commit
+    created: list[int] = field(default_factory=list)  # every message created, due now or later
+
+    def add(self, message: messaging.NewMessage | None) -> None:
+        """Note a message created by this change."""
+        if message is not None:
+            self.created.append(message.id)
+            if message.due:
+                self.message_ids.append(message.id)
 
 
 def count_call(phone: str, at: datetime) -> Volunteer:
@@ -127,6 +137,7 @@ def _record_consent(
             channel=evidence.channel,
             call_id=evidence.call_id,
             message_id=evidence.message_id,
+            inbound_message_id=evidence.inbound_message_id,
             notice_version=campaign.notice_version,
             recorded_at=clock.now(),
         )
@@ -153,6 +164,10 @@ def _refresh_status(volunteer: Volunteer) -> None:
 
 def join(volunteer: Volunteer, campaign: Campaign, phone: Phone, evidence: Evidence) -> Change:
     """Subscribe a volunteer (new, or re-joining after an opt-out) and queue onboarding once."""
+    if evidence.channel is ConsentChannel.MISSED_CALL:
+        erasure.lift(volunteer.phone)  # calling again is new consent, even after erasure
+    elif erasure.is_suppressed(volunteer.phone):
+        return Change(volunteer)  # an erased number is not re-added by anything but a call
     sub, created = _subscription(volunteer, campaign)
     change = Change(volunteer)
     if created or sub.status != VolunteerStatus.ACTIVE:
@@ -163,9 +178,7 @@ def join(volunteer: Volunteer, campaign: Campaign, phone: Phone, evidence: Evide
         _record_consent(volunteer, campaign, change.consent, evidence)
     _refresh_status(volunteer)
     if phone.is_indian_mobile:
-        message_id_new = messaging.create_message(volunteer, campaign, MessageKind.ONBOARDING)
-        if message_id_new is not None:
-            change.message_ids.append(message_id_new)
+        change.add(messaging.create_message(volunteer, campaign, MessageKind.ONBOARDING))
     db.session.flush()
     return change
 
@@ -190,11 +203,11 @@ def opt_out(
     _record_consent(volunteer, campaign, ConsentEventType.WITHDRAWN, evidence)
     _refresh_status(volunteer)
     if confirm and phone.is_indian_mobile:
-        confirmation = messaging.create_message(
-            volunteer, campaign, MessageKind.OPTOUT_CONFIRMATION, round_=sub.withdrawals
+        change.add(
+            messaging.create_message(
+                volunteer, campaign, MessageKind.OPTOUT_CONFIRMATION, round_=sub.withdrawals
+            )
         )
-        if confirmation is not None:
-            change.message_ids.append(confirmation)
     db.session.flush()
     return change
 

@@ -60,6 +60,7 @@ def start_worker(
             "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
             "SIGNUP_INSTANCE_PATH": str(tmp_path / "instance"),
             "LOG_FORMAT": "json",
+            "SMS_QUIET_HOURS": "off",
         }
         index = len(workers)
         log = tmp_path / f"worker-{index}.log"

@@ -48,6 +48,7 @@ def test_embedded_defaults_turn_a_simulated_call_into_a_volunteer(tmp_path: Path
         }
     }
     env["SIGNUP_INSTANCE_PATH"] = str(tmp_path / "instance")
+    env["SMS_QUIET_HOURS"] = "off"  # so the SMS is printed whatever the hour
     port = free_port()
     log = (tmp_path / "serve.log").open("wb")
     server = subprocess.Popen(

@@ -113,3 +113,33 @@ class FakeTwilio:
         """The Messages.json requests received so far."""
         with self.lock:
             return [r for r in self.requests if r.path.endswith("/Messages.json")]
+
+
+class FakeExotel(FakeTwilio):
+    """A local fake of Exotel's SMS API: the same recorder, Exotel's response shapes."""
+
+    @staticmethod
+    def message(form: dict[str, str]) -> dict[str, Any]:
+        """A success body shaped like Exotel's SMSMessage."""
+        return {
+            "SMSMessage": {
+                "Sid": secrets.token_hex(16),
+                "Status": "queued",
+                "To": form.get("To"),
+                "From": form.get("From"),
+                "Body": form.get("Body"),
+                "DetailedStatus": "PENDING_TO_OPERATOR",
+            }
+        }
+
+    @staticmethod
+    def error(status: int, code: int, message: str = "error") -> Scripted:
+        """An Exotel REST error answer."""
+        return Scripted(
+            status, {"RestException": {"Status": status, "Message": message, "Code": code}}
+        )
+
+    def sms_requests(self) -> list[Recorded]:
+        """The Sms/send requests received so far."""
+        with self.lock:
+            return [r for r in self.requests if r.path.endswith("/Sms/send.json")]

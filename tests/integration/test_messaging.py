@@ -18,6 +18,7 @@ from signup.extensions import db
 from signup.messaging import services
 from signup.messaging.models import Message, MessageStatus
 from signup.messaging.providers.twilio import TwilioSender
+from signup.messaging.ratelimit import LocalRateLimiter
 from signup.messaging.tasks import send_message
 from signup.volunteers.models import ConsentEvent, Volunteer
 from tests.fakes.twilio_api import FakeTwilio, Scripted
@@ -39,6 +40,7 @@ def twilio(app: Flask, fake_twilio: FakeTwilio) -> Iterator[FakeTwilio]:
         messaging_service_sid=None,
         base_url=fake_twilio.base_url,  # type: ignore[attr-defined]
         timeout=2,
+        status_callback=f"{PUBLIC_BASE_URL}/webhooks/twilio/message-status",
     )
     yield fake_twilio
     app.extensions["sms_sender"] = original
@@ -217,9 +219,9 @@ def test_status_callback_keeps_the_error_code(client: FlaskClient, twilio: FakeT
     send_message.run(message.id)
     db.session.refresh(message)
     assert message.provider_message_id is not None
-    status(client, message.provider_message_id, "undelivered", ErrorCode="30003")
+    status(client, message.provider_message_id, "undelivered", ErrorCode="30005")
     db.session.refresh(message)
-    assert (message.status, message.error_code) == (MessageStatus.UNDELIVERED, 30003)
+    assert (message.status, message.error_code) == (MessageStatus.UNDELIVERED, 30005)
 
 
 def test_unsigned_status_callback_is_refused(client: FlaskClient) -> None:
@@ -249,8 +251,11 @@ def test_stop_reply_withdraws_and_start_rejoins(client: FlaskClient) -> None:
     assert volunteer is not None
     db.session.refresh(volunteer)
     assert volunteer.status == "opted_out"
-    post_signed(client, path, {**params, "Body": "We must STOP this bill"})  # not a keyword
-    post_signed(client, path, {**params, "Body": "START"})
+    post_signed(client, path, {**params, "MessageSid": "SM2", "Body": "We must STOP this bill"})
+    post_signed(client, path, {**params, "MessageSid": "SM1", "Body": "START"})  # a retry of SM1
+    db.session.refresh(volunteer)
+    assert volunteer.status == "opted_out"
+    post_signed(client, path, {**params, "MessageSid": "SM3", "Body": "START"})
     db.session.refresh(volunteer)
     assert volunteer.status == "active"
     events = [
@@ -274,7 +279,7 @@ def test_clock_is_timezone_aware() -> None:
         clock.set_clock(None)
 
 
-def test_messaging_service_sid_replaces_from(app: Flask, fake_twilio: FakeTwilio) -> None:
+def test_messaging_service_sid_replaces_from(fake_twilio: FakeTwilio) -> None:
     message = onboarding_message()
     service = "MG" + "a" * 32
     sender = TwilioSender(
@@ -282,16 +287,23 @@ def test_messaging_service_sid_replaces_from(app: Flask, fake_twilio: FakeTwilio
         auth_token=AUTH_TOKEN,
         from_number=None,
         messaging_service_sid=service,
-        base_url=fake_twilio.base_url,
-    )  # type: ignore[attr-defined]
-    app.config["PUBLIC_BASE_URL"] = None
-    try:
-        services.claim_for_sending(message.id)
-        services.deliver(message, sender)
-    finally:
-        app.config["PUBLIC_BASE_URL"] = PUBLIC_BASE_URL
+        base_url=fake_twilio.base_url,  # type: ignore[attr-defined]
+    )
+    services.claim_for_sending(message.id)
+    services.deliver(message, sender, LocalRateLimiter(rate=10, burst=10, max_wait=1))
     [request] = fake_twilio.sms_requests()
     assert request.form == {"To": MOBILE, "Body": message.body, "MessagingServiceSid": service}
+
+
+def test_twilio_status_callback_comes_from_public_base_url() -> None:
+    config = {
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "TWILIO_FROM_NUMBER": "+15005550006",
+    }
+    with_url = TwilioSender.from_config({**config, "PUBLIC_BASE_URL": "https://x.org/"})
+    assert with_url._status_callback == "https://x.org/webhooks/twilio/message-status"
+    assert TwilioSender.from_config(config)._status_callback is None
 
 
 def test_twilio_sender_needs_a_from_number_or_service() -> None:

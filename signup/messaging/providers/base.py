@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Dlt:
+    """India's DLT registration a message is sent under: entity, sender header, template."""
+
+    entity_id: str
+    header: str
+    template_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,7 +23,7 @@ class OutboundSms:
     message_id: int
     to: str
     body: str
-    status_callback: str | None = None
+    dlt: Dlt | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +54,14 @@ class SmsSender(Protocol):
     """Sends one SMS, or raises SendError."""
 
     name: str
+    account: str  # the provider account whose rate limit a send counts against
 
     def send(self, sms: OutboundSms) -> SendResult:
         """Hand one message to the provider."""
         ...
+
+
+def callback_url(config: Mapping[str, Any], path: str) -> str | None:
+    """PUBLIC_BASE_URL + path, or None when we do not know our public address."""
+    base = config.get("PUBLIC_BASE_URL")
+    return f"{base.rstrip('/')}{path}" if base else None

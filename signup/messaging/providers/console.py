@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +18,7 @@ class ConsoleSender:
     """Logs each SMS (number masked); the message row is stored like any other."""
 
     name = "console"
+    account = "console"
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> ConsoleSender:
@@ -26,4 +28,4 @@ class ConsoleSender:
     def send(self, sms: OutboundSms) -> SendResult:
         """Log the message and report it sent."""
         event(log, logging.INFO, "sms.console", to=mask(sms.to), body=sms.body)
-        return SendResult(provider_message_id=f"console-{sms.message_id}", status="sent")
+        return SendResult(f"console-{sms.message_id}-{secrets.token_hex(4)}", status="sent")

@@ -10,7 +10,7 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from signup.messaging.providers.base import OutboundSms, SendError, SendResult
+from signup.messaging.providers.base import OutboundSms, SendError, SendResult, callback_url
 
 TRANSIENT_CODES = frozenset({20429})
 OPTED_OUT_CODES = frozenset({21610})
@@ -42,6 +42,7 @@ class TwilioSender:
         messaging_service_sid: str | None,
         base_url: str = "https://api.twilio.com",
         timeout: float = 10.0,
+        status_callback: str | None = None,
     ) -> None:
         if not (from_number or messaging_service_sid):
             raise ValueError("set TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID")
@@ -49,8 +50,10 @@ class TwilioSender:
             account_sid, auth_token, http_client=TwilioHttpClient(timeout=timeout)
         )
         self._client.api.base_url = base_url.rstrip("/")
+        self.account = account_sid
         self._from = from_number
         self._service = messaging_service_sid
+        self._status_callback = status_callback
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> TwilioSender:
@@ -64,6 +67,7 @@ class TwilioSender:
             messaging_service_sid=config.get("TWILIO_MESSAGING_SERVICE_SID"),
             base_url=config.get("TWILIO_API_BASE_URL") or "https://api.twilio.com",
             timeout=float(config.get("SMS_HTTP_TIMEOUT", 10.0)),
+            status_callback=callback_url(config, "/webhooks/twilio/message-status"),
         )
 
     def send(self, sms: OutboundSms) -> SendResult:
@@ -73,8 +77,8 @@ class TwilioSender:
             kwargs["messaging_service_sid"] = self._service
         else:
             kwargs["from_"] = self._from
-        if sms.status_callback:
-            kwargs["status_callback"] = sms.status_callback
+        if self._status_callback:
+            kwargs["status_callback"] = self._status_callback
         try:
             message = self._client.messages.create(**kwargs)
         except TwilioRestException as exc:

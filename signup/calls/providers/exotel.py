@@ -1,0 +1,71 @@
+"""Exotel's Passthru applet: a GET with the call in the query, a secret token in the path.
+
+Exotel signs nothing, so the token is compared in constant time and an optional IP allowlist
+(EXOTEL_ALLOWED_IPS) narrows who may call. The caller hears ringing until we answer, so the
+answer is an immediate empty 200.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections.abc import Iterable
+
+from flask import Request, Response, current_app
+
+from signup.calls.providers.base import InboundCall, call_id_or_digest
+
+
+def address_allowed(
+    remote: str | None, networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]
+) -> bool:
+    """True when no allowlist is set, or the remote address is inside it."""
+    networks = list(networks)
+    if not networks:
+        return True
+    try:
+        address = ipaddress.ip_address(remote or "")
+    except ValueError:
+        return False
+    return any(address in network for network in networks)
+
+
+def verify_exotel_request(request: Request) -> bool:
+    """Check the path token (constant time) and the optional IP allowlist."""
+    expected = current_app.config.get("EXOTEL_WEBHOOK_TOKEN")
+    given = (request.view_args or {}).get("token", "")
+    if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+        return False
+    return address_allowed(request.remote_addr, current_app.config["EXOTEL_ALLOWED_NETWORKS"])
+
+
+def unquote(value: str) -> str:
+    """Exotel wraps some values (digits) in double quotes."""
+    return value.strip().strip('"')
+
+
+class ExotelCalls:
+    """Exotel's Passthru applet for a missed-call ExoPhone."""
+
+    name = "exotel"
+
+    def verify(self, request: Request) -> bool:
+        """True when the path token matches and the address is allowed."""
+        return verify_exotel_request(request)
+
+    def parse(self, request: Request) -> InboundCall:
+        """Read CallSid and CallFrom/CallTo (older accounts: From/To)."""
+        args = request.args
+        from_raw = unquote(args.get("CallFrom", args.get("From", "")))
+        to_raw = unquote(args.get("CallTo", args.get("To", "")))
+        material = "&".join(f"{k}={v}" for k, v in sorted(args.items(multi=True)))
+        return InboundCall(
+            provider=self.name,
+            provider_call_id=call_id_or_digest(unquote(args.get("CallSid", "")), material),
+            from_raw=from_raw,
+            to_raw=to_raw,
+        )
+
+    def answer(self) -> Response:
+        """An empty 200: Exotel's flow moves on and the caller's ringing stops."""
+        return Response("", status=200, mimetype="text/plain")

@@ -1,0 +1,347 @@
+"""DLT templates checked on save, versioned notices, keywords, erasure and retention."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from click.testing import Result
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from signup import clock
+from signup.calls import services as calls
+from signup.calls.models import Call, CallOutcome
+from signup.campaigns import services as campaigns
+from signup.campaigns.models import Campaign, CampaignNotice, DltTemplate
+from signup.errors import ValidationError
+from signup.extensions import db
+from signup.messaging.keywords import Keyword, keyword
+from signup.messaging.models import InboundMessage, Message, MessageKind
+from signup.volunteers.erasure import is_suppressed
+from signup.volunteers.export import CsvExport, VolunteerFilter
+from signup.volunteers.models import ConsentEvent, Suppression, Volunteer
+from tests.helpers import post_signed
+from tests.integration.factories import OPTOUT, campaign, inbound
+
+pytestmark = pytest.mark.usefixtures("db_session")
+MOBILE = "+919911278181"
+TEMPLATE = (
+    "{#var#}: thank you for your missed call, you have joined as a volunteer. "
+    "We keep only your number, for campaign updates. "
+    "To leave, give a missed call to {#var#}."
+)
+
+
+def run(app: Flask, *args: str) -> Result:
+    return app.test_cli_runner().invoke(args=list(args), catch_exceptions=False)
+
+
+def join(phone: str = MOBILE, to: str = "+918047259725") -> Any:
+    result = calls.process_call(inbound(phone, to).id)
+    assert result is not None
+    return result
+
+
+def events() -> list[tuple[str, str, int]]:
+    rows = db.session.execute(
+        select(ConsentEvent.event, ConsentEvent.channel, ConsentEvent.notice_version).order_by(
+            ConsentEvent.id
+        )
+    )
+    return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+# --- DLT templates ---------------------------------------------------------------------------
+
+
+def test_matching_template_is_accepted_through_the_cli(app: Flask) -> None:
+    campaign()
+    assert (
+        run(
+            app, "campaign", "dlt", "jan", "--entity-id", "1234567890123", "--header", "jansev"
+        ).exit_code
+        == 0
+    )
+    result = run(
+        app,
+        "campaign",
+        "template",
+        "jan",
+        "--kind",
+        "onboarding",
+        "--template-id",
+        "1107160000000012345",
+        "--text",
+        TEMPLATE,
+    )
+    assert result.exit_code == 0, result.output
+    jan = db.session.scalar(select(Campaign))
+    assert jan is not None and (jan.dlt_entity_id, jan.dlt_header) == ("1234567890123", "JANSEV")
+    assert db.session.scalar(select(DltTemplate.template_id)) == "1107160000000012345"
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        (
+            TEMPLATE.replace("thank you", "thanks"),
+            "does not match the DLT template after variable 1",
+        ),
+        (TEMPLATE + " -JANSEV", "after variable 2: expected '. -JANSEV'"),
+        ("{#var#} {#var#}", "variables only"),
+    ],
+)
+def test_mismatching_template_is_refused_with_a_clear_error(
+    app: Flask, text: str, error: str
+) -> None:
+    campaign()
+    db.session.commit()
+    result = run(
+        app,
+        "campaign",
+        "template",
+        "jan",
+        "--kind",
+        "onboarding",
+        "--template-id",
+        "1107160000000012345",
+        "--text",
+        text,
+    )
+    assert result.exit_code != 0
+    assert error in result.stderr
+    assert db.session.scalar(select(func.count()).select_from(DltTemplate)) == 0
+
+
+def test_a_variable_over_30_characters_is_refused() -> None:
+    jan = campaign(name="Rashtriya Swayamsevak Jan Abhiyan 2026")  # 38 characters
+    with pytest.raises(ValidationError, match=r"variable 1 .* 38 characters"):
+        campaigns.set_template(
+            jan, kind="onboarding", template_id="1107160000000012345", text=TEMPLATE
+        )
+
+
+def test_a_text_change_that_breaks_the_registered_template_is_refused(app: Flask) -> None:
+    jan = campaign()
+    campaigns.set_template(jan, kind="onboarding", template_id="1107160000000012345", text=TEMPLATE)
+    db.session.commit()  # a savepoint: the failing command rolls back only itself
+    result = run(
+        app,
+        "campaign",
+        "update",
+        "jan",
+        "--sms-text",
+        "{campaign}: welcome! To leave, give a missed call to {optout_number}.",
+    )
+    assert result.exit_code != 0
+    assert "onboarding SMS vs DLT template 1107160000000012345" in result.stderr
+    db.session.expire_all()
+    assert db.session.execute(select(Campaign.slug, Campaign.sms_text)).all() == [("jan", None)]
+
+
+@pytest.mark.parametrize(
+    ("entity", "header", "error"),
+    [("12ab", "JANSEV", "entity id"), ("1234567890123", "JAN", "sender header")],
+)
+def test_bad_dlt_registration_is_refused(app: Flask, entity: str, header: str, error: str) -> None:
+    campaign()
+    result = run(app, "campaign", "dlt", "jan", "--entity-id", entity, "--header", header)
+    assert result.exit_code != 0 and error in result.stderr
+
+
+# --- notices and the consent ledger ------------------------------------------------------------
+
+
+def test_notice_is_versioned_and_consent_cites_the_version(app: Flask) -> None:
+    jan = campaign()
+    join()
+    assert (
+        run(
+            app,
+            "campaign",
+            "update",
+            "jan",
+            "--sms-text",
+            "{campaign}: welcome, volunteer! We keep your number only. "
+            "Leave: missed call to {optout_number}.",
+        ).exit_code
+        == 0
+    )
+    assert run(app, "campaign", "update", "jan", "--name", jan.name).exit_code == 0  # same text
+    join("+919911278182")
+    versions = db.session.execute(
+        select(CampaignNotice.version, CampaignNotice.text).order_by(CampaignNotice.version)
+    ).all()
+    assert [v for v, _ in versions] == [1, 2]
+    assert "welcome, volunteer" in versions[1][1]
+    assert [e[2] for e in events()] == [1, 2]
+
+
+def test_ledger_records_given_withdrawn_re_given_erased(app: Flask) -> None:
+    campaign()
+    join()
+    join(to=OPTOUT)
+    join()
+    assert run(app, "volunteer", "erase", "099112 78181").exit_code == 0
+    assert [(e[0], e[1]) for e in events()] == [
+        ("given", "missed_call"),
+        ("withdrawn", "opt_out_number"),
+        ("re_given", "missed_call"),
+        ("erased", "organiser"),
+    ]
+
+
+# --- keywords ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("STOP", Keyword.STOP),
+        (" stop. ", Keyword.STOP),
+        ("Unsubscribe", Keyword.STOP),
+        ("बंद", Keyword.STOP),
+        ("band karo", Keyword.STOP),
+        ("Roko!", Keyword.STOP),
+        ("START", Keyword.START),
+        ("unstop", Keyword.START),
+        ("शुरू", Keyword.START),
+        ("HELP", Keyword.HELP),
+        ("info", Keyword.HELP),
+        ("मदद", Keyword.HELP),
+        ("please STOP", None),
+        ("STOP sending me this", None),
+        ("", None),
+        ("हेलो", None),
+    ],
+)
+def test_keywords_count_only_as_the_whole_message(body: str, expected: Keyword | None) -> None:
+    assert keyword(body) is expected
+
+
+def sms(client: FlaskClient, sid: str, body: str, **extra: str) -> Any:
+    return post_signed(
+        client,
+        "/webhooks/twilio/sms",
+        {"MessageSid": sid, "From": MOBILE, "To": "+15005550006", "Body": body, **extra},
+    )
+
+
+def test_hindi_stop_withdraws_and_is_kept_as_evidence(client: FlaskClient) -> None:
+    campaign()
+    join()
+    assert sms(client, "SMh1", "बंद करो").status_code == 200
+    assert db.session.scalar(select(Volunteer.status)) == "opted_out"
+    event = db.session.scalars(select(ConsentEvent).order_by(ConsentEvent.id.desc())).first()
+    assert event is not None and (event.event, event.channel) == ("withdrawn", "sms_keyword")
+    inbound_row = db.session.get(InboundMessage, event.inbound_message_id)
+    assert inbound_row is not None
+    assert (inbound_row.keyword, inbound_row.provider_message_id) == ("stop", "SMh1")
+
+
+def test_help_answers_once_a_day_and_not_when_twilio_answered(client: FlaskClient) -> None:
+    campaign()
+    join()
+    sms(client, "SMa", "HELP", OptOutType="HELP")  # Twilio already answered it
+    assert _help_messages() == []
+    sms(client, "SMb", "मदद")
+    sms(client, "SMc", "INFO")  # same day: no second answer
+    [help_message] = _help_messages()
+    assert "+918047259725" in help_message.body and OPTOUT in help_message.body
+
+
+def _help_messages() -> list[Message]:
+    return list(db.session.scalars(select(Message).where(Message.kind == MessageKind.HELP)))
+
+
+def test_stop_when_twilio_handled_it_still_records_withdrawal(client: FlaskClient) -> None:
+    campaign()
+    join()
+    sms(client, "SMs", "STOP", OptOutType="STOP")
+    assert db.session.scalar(select(Volunteer.status)) == "opted_out"
+    assert db.session.scalar(select(func.count()).select_from(Message)) == 1  # onboarding only
+
+
+# --- erasure and retention ---------------------------------------------------------------------
+
+
+def test_erase_removes_personal_data_and_keeps_a_keyed_hash(app: Flask) -> None:
+    campaign()
+    join()
+    db.session.query(Volunteer).update({"name": "Asha", "state": "Bihar", "pincode": "800001"})
+    result = run(app, "volunteer", "erase", "+91 99112 78181")
+    assert result.exit_code == 0, result.output
+    volunteer = db.session.scalar(select(Volunteer))
+    assert volunteer is not None
+    assert volunteer.phone == f"erased:{volunteer.id}" and volunteer.status == "erased"
+    assert (volunteer.name, volunteer.state, volunteer.pincode) == (None, None, None)
+    assert all(m.body == "" and m.to_phone == "" for m in db.session.scalars(select(Message)))
+    assert db.session.scalar(select(Call.from_raw)) is None
+    assert db.session.scalar(select(Call.caller)) is None
+    [suppression] = db.session.scalars(select(Suppression)).all()
+    assert MOBILE not in suppression.phone_hash and len(suppression.phone_hash) == 64
+    assert is_suppressed(MOBILE)
+    text = "".join(CsvExport(VolunteerFilter(), "UTC"))
+    assert "erased" not in text and MOBILE not in text
+
+
+def test_an_erased_person_who_calls_again_rejoins_afresh(app: Flask) -> None:
+    campaign()
+    join()
+    run(app, "volunteer", "erase", MOBILE)
+    result = join()
+    assert result.outcome is CallOutcome.JOINED and len(result.message_ids) == 1
+    assert not is_suppressed(MOBILE)
+    assert db.session.scalar(select(func.count()).select_from(Volunteer)) == 2
+
+
+def test_an_erased_number_is_not_rejoined_by_a_keyword(client: FlaskClient, app: Flask) -> None:
+    campaign()
+    join()
+    run(app, "volunteer", "erase", MOBILE)
+    sms(client, "SMx", "START")
+    assert db.session.scalar(select(func.count()).select_from(Message)) == 1
+
+
+@pytest.mark.parametrize(
+    ("phone", "error"), [("nope", "not a valid phone number"), ("+919911278100", "no volunteer")]
+)
+def test_erase_refuses_bad_input(app: Flask, phone: str, error: str) -> None:
+    result = run(app, "volunteer", "erase", phone)
+    assert result.exit_code != 0 and error in result.stderr
+
+
+def test_raw_caller_strings_are_purged_after_the_retention_age() -> None:
+    old = inbound("099112 78181")
+    new = inbound("099112 78182")
+    old.received_at = clock.now() - timedelta(days=31)
+    db.session.flush()
+    assert calls.purge_raw_strings(30) == 1
+    db.session.refresh(old)
+    db.session.refresh(new)
+    assert (old.from_raw, old.to_raw) == (None, None) and old.caller == MOBILE
+    assert new.from_raw == "099112 78182"
+
+
+# --- flooding ----------------------------------------------------------------------------------
+
+
+def test_a_flooding_number_is_logged_but_costs_no_further_work(app: Flask) -> None:
+    campaign()
+    app.config["FLOOD_CALLS_PER_HOUR"] = 3
+    try:
+        outcomes = [join().outcome for _ in range(5)]
+    finally:
+        app.config["FLOOD_CALLS_PER_HOUR"] = 10
+    assert outcomes == [
+        CallOutcome.JOINED,
+        CallOutcome.REPEAT,
+        CallOutcome.REPEAT,
+        CallOutcome.FLOODING,
+        CallOutcome.FLOODING,
+    ]
+    assert db.session.scalar(select(Volunteer.call_count)) == 3
+    assert db.session.scalar(select(func.count()).select_from(Call)) == 5
