@@ -45,7 +45,7 @@ def start_worker(
     redis_client.flushdb()
     workers: list[Worker] = []
 
-    def start(*, beat: bool = True, concurrency: int = 2) -> Worker:
+    def start(*, beat: bool = True, concurrency: int = 2, **settings: str) -> Worker:
         env = {
             **os.environ,
             "DATABASE_URL": DATABASE_URL,
@@ -61,6 +61,7 @@ def start_worker(
             "SIGNUP_INSTANCE_PATH": str(tmp_path / "instance"),
             "LOG_FORMAT": "json",
             "SMS_QUIET_HOURS": "off",
+            **settings,
         }
         index = len(workers)
         log = tmp_path / f"worker-{index}.log"
