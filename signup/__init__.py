@@ -12,7 +12,7 @@ from sqlalchemy import event as sa_event
 
 from signup import config as settings
 from signup import logs
-from signup.extensions import db, migrate
+from signup.extensions import csrf, db, limiter, login_manager, migrate
 
 MIGRATIONS = str(Path(__file__).resolve().parent.parent / "migrations")
 
@@ -35,6 +35,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS)
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    limiter.init_app(app)
     _register_models()
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
@@ -69,6 +72,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _register_models() -> None:
+    from signup.admin import models as _admin  # noqa: F401
     from signup.calls import models as _calls  # noqa: F401
     from signup.campaigns import models as _campaigns  # noqa: F401
     from signup.messaging import models as _messaging  # noqa: F401
@@ -82,13 +86,19 @@ def _register_tasks() -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from signup.admin.views import bp as admin_bp
     from signup.calls.views import bp as calls_bp
     from signup.health.views import bp as health_bp
     from signup.messaging.views import bp as messaging_bp
+    from signup.security import security_headers
 
     app.register_blueprint(calls_bp)
     app.register_blueprint(messaging_bp)
     app.register_blueprint(health_bp)
+    app.register_blueprint(admin_bp)
+    for webhooks in (calls_bp, messaging_bp):  # providers prove themselves by signature or token
+        csrf.exempt(webhooks)
+    app.after_request(security_headers)
 
 
 def _register_cli(app: Flask) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -89,6 +90,15 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "FLOOD_CALLS_PER_HOUR": _int_env("FLOOD_CALLS_PER_HOUR", 10),
         "CALL_RAW_RETENTION_DAYS": _int_env("CALL_RAW_RETENTION_DAYS", 30),
         "SUPPRESSION_KEY": _env("SUPPRESSION_KEY"),
+        "ADMIN_IDLE_MINUTES": _int_env("ADMIN_IDLE_MINUTES", 30),
+        # Admin sessions: cookies only over https outside development, never readable by
+        # scripts, not sent on cross-site requests; an idle session ends (checked server-side).
+        "SESSION_COOKIE_SECURE": None,  # decided in finalise(): https-only outside development
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        # Failed logins allowed per account (whoever tries) and per address.
+        "ADMIN_LOGIN_ACCOUNT_LIMIT": _env("ADMIN_LOGIN_ACCOUNT_LIMIT", "100/hour"),
+        "ADMIN_LOGIN_ADDRESS_LIMIT": _env("ADMIN_LOGIN_ADDRESS_LIMIT", "20/minute;300/hour"),
         "EXOTEL_ACCOUNT_SID": _env("EXOTEL_ACCOUNT_SID"),
         "EXOTEL_API_KEY": _env("EXOTEL_API_KEY"),
         "EXOTEL_API_TOKEN": _env("EXOTEL_API_TOKEN"),
@@ -137,6 +147,11 @@ def finalise(config: dict[str, Any]) -> None:
     token = config.get("EXOTEL_WEBHOOK_TOKEN")
     if token and len(token) < 16:
         raise ConfigError("EXOTEL_WEBHOOK_TOKEN must be at least 16 characters")
+    config["PERMANENT_SESSION_LIFETIME"] = timedelta(minutes=config["ADMIN_IDLE_MINUTES"])
+    if config.get("SESSION_COOKIE_SECURE") is None:
+        config["SESSION_COOKIE_SECURE"] = config["SIGNUP_ENV"] != "development"
+    config.setdefault("RATELIMIT_STORAGE_URI", config.get("REDIS_URL") or "memory://")
+    config.setdefault("RATELIMIT_KEY_PREFIX", "signup-limits")
     engine_options = config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
     if str(config["SQLALCHEMY_DATABASE_URI"]).startswith("sqlite"):
         engine_options.setdefault("connect_args", {"timeout": 30})

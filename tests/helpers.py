@@ -41,6 +41,7 @@ def base_config(**overrides: Any) -> dict[str, Any]:
         "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
         "RELAY_NUDGE": False,
         "SMS_QUIET_HOURS": "off",  # tests that need quiet hours set them with an injected clock
+        "SESSION_COOKIE_SECURE": False,  # the test client speaks http; production is https
         "LOG_FORMAT": "json",
     }
     config.update(overrides)

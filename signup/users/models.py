@@ -5,7 +5,8 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import String
+from flask_login import UserMixin
+from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from signup.clock import now
@@ -21,7 +22,7 @@ class Role(enum.StrEnum):
     VIEWER = "viewer"
 
 
-class User(db.Model):  # type: ignore[name-defined]
+class User(UserMixin, db.Model):  # type: ignore[name-defined]
     """An organiser's account; the password is stored only as an Argon2id hash."""
 
     __tablename__ = "users"
@@ -33,3 +34,26 @@ class User(db.Model):  # type: ignore[name-defined]
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def is_active(self) -> bool:
+        """Flask-Login: a disabled account cannot log in or keep a session."""
+        return bool(self.active)
+
+
+class UserCampaign(db.Model):  # type: ignore[name-defined]
+    """Limits an account to some campaigns; an account with none sees every campaign."""
+
+    __tablename__ = "user_campaigns"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), primary_key=True)
+
+
+class UserState(db.Model):  # type: ignore[name-defined]
+    """Limits an account to some states; an account with none sees every state."""
+
+    __tablename__ = "user_states"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    state: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -62,6 +62,14 @@ def erase(raw_phone: str) -> Volunteer:
     )
     if volunteer is None:
         raise ValidationError("no volunteer has that number")
+    return erase_volunteer(volunteer)
+
+
+def erase_volunteer(volunteer: Volunteer) -> Volunteer:
+    """Erase one volunteer (locked by the caller); returns the tombstone."""
+    if volunteer.status == VolunteerStatus.ERASED:
+        return volunteer
+    e164 = volunteer.phone
     at = clock.now()
     db.session.execute(
         dbx.insert(Suppression)

@@ -7,10 +7,11 @@ import io
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import date, datetime, time, timedelta
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+from flask import current_app
 from sqlalchemy import ColumnElement, select
 
 from signup.campaigns.models import Campaign
@@ -39,17 +40,43 @@ BATCH = 5000
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
+class Scope(Protocol):
+    """Limits what an account sees (signup.admin.access.Access)."""
+
+    def condition(self) -> ColumnElement[bool]:
+        """The WHERE clause for this account."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class VolunteerFilter:
-    """The list's and the export's filters: campaign slug, status, and a phone-or-name query."""
+    """The list's and the export's filters, and the scope of the account asking."""
 
     campaign: str | None = None
     status: str | None = None
     q: str | None = None
+    state: str | None = None
+    district: str | None = None
+    joined_from: date | None = None
+    joined_to: date | None = None
+    scope: Scope | None = None
 
     def condition(self) -> ColumnElement[bool]:
         """The WHERE clause for these filters; raises ValidationError on a bad value."""
         clause: ColumnElement[bool] = Volunteer.status != VolunteerStatus.ERASED
+        if self.scope is not None:
+            clause = clause & self.scope.condition()
+        if self.state:
+            clause = clause & (Volunteer.state == self.state)
+        if self.district:
+            clause = clause & (Volunteer.district == self.district)
+        zone = ZoneInfo(current_app.config["SIGNUP_TIMEZONE"])
+        if self.joined_from:
+            start = datetime.combine(self.joined_from, time(), tzinfo=zone)
+            clause = clause & (Volunteer.created_at >= start)
+        if self.joined_to:
+            end = datetime.combine(self.joined_to + timedelta(days=1), time(), tzinfo=zone)
+            clause = clause & (Volunteer.created_at < end)
         if self.status:
             if self.status not in {s.value for s in VolunteerStatus} - {VolunteerStatus.ERASED}:
                 raise ValidationError("status must be one of active, opted_out")
@@ -86,7 +113,8 @@ def _when(value: datetime | None, zone: ZoneInfo) -> str:
     return value.astimezone(zone).isoformat(timespec="seconds") if value else ""
 
 
-def _campaign_slugs(volunteer_ids: list[int]) -> dict[int, list[str]]:
+def campaign_slugs(volunteer_ids: list[int]) -> dict[int, list[str]]:
+    """Each volunteer's campaign slugs, sorted, for one batch of volunteers."""
     slugs: dict[int, list[str]] = defaultdict(list)
     rows = db.session.execute(
         select(Subscription.volunteer_id, Campaign.slug)
@@ -128,7 +156,7 @@ def iter_rows(filters: VolunteerFilter, timezone: str) -> Iterator[list[Any]]:
         ).all()
         if not batch:
             return
-        slugs = _campaign_slugs([row.id for row in batch])
+        slugs = campaign_slugs([row.id for row in batch])
         for row in batch:
             yield [
                 row.phone,

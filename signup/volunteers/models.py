@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from signup.clock import now
@@ -44,6 +44,10 @@ class Volunteer(db.Model):  # type: ignore[name-defined]
     """One person, keyed by E.164 phone, however often and to whichever campaign they call."""
 
     __tablename__ = "volunteers"
+    __table_args__ = (
+        Index("ix_volunteers_last_call_at_id", "last_call_at", "id"),
+        Index("ix_volunteers_state_district", "state", "district"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     phone: Mapped[str] = mapped_column(String(24), unique=True)
@@ -58,6 +62,7 @@ class Volunteer(db.Model):  # type: ignore[name-defined]
     district: Mapped[str | None] = mapped_column(String(64))
     pincode: Mapped[str | None] = mapped_column(String(6))
     language: Mapped[str | None] = mapped_column(String(2))
+    notes: Mapped[str | None] = mapped_column(Text)
     dnd_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # on India's Do Not Call list
     erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)

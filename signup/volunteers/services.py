@@ -14,6 +14,8 @@ from signup.extensions import db
 from signup.messaging import services as messaging
 from signup.messaging.models import Message, MessageKind
 from signup.phones import Phone, normalise
+
+__all__ = ["Change", "Evidence", "join", "normalise", "opt_out"]
 from signup.volunteers import erasure
 from signup.volunteers.models import (
     ConsentChannel,

@@ -1,0 +1,1 @@
+"""The organisers' admin: login, volunteer list and page, audited CSV export."""

@@ -1,0 +1,102 @@
+"""Logging in: Argon2id passwords, throttled failures, idle timeout, role checks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import abort, current_app, g, redirect, request, session, url_for
+from flask_login import current_user, logout_user
+from sqlalchemy import func, select
+from werkzeug.wrappers import Response
+
+from signup import clock
+from signup.admin.access import Access, access_for
+from signup.extensions import db, login_manager
+from signup.users.models import User
+from signup.users.services import HASHER, check_password
+
+F = TypeVar("F", bound=Callable[..., Any])
+DUMMY_HASH = HASHER.hash("not a real password, only spends the same time")
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> User | None:
+    """Flask-Login: the account behind a session, if it still exists and is active."""
+    user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
+    return user if user is not None and user.active else None
+
+
+def authenticate(email: str, password: str) -> User | None:
+    """The account for these credentials, or None; unknown and wrong take the same time."""
+    user = db.session.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
+    if user is None or not user.active:
+        check_password(User(password_hash=DUMMY_HASH), password)
+        return None
+    if not check_password(user, password):
+        return None
+    user.last_login_at = clock.now()
+    return user
+
+
+def account_key() -> str:
+    """The login throttle's key: the account being tried, whoever tries it."""
+    return "login-account:" + (request.form.get("email") or "").strip().lower()[:254]
+
+
+def login_failed(response: Response) -> bool:
+    """Only failed attempts count against the throttles (a success redirects)."""
+    return response.status_code != 302
+
+
+def current_access() -> Access:
+    """The logged-in account's role and scope, read once per request."""
+    cached = g.get("access")
+    if cached is None or cached.user_id != current_user.id:
+        g.access = cached = access_for(current_user)
+    access: Access = cached
+    return access
+
+
+def enforce_idle_timeout() -> Response | None:
+    """End a session that has been idle too long, on the server, whatever the cookie says."""
+    if not current_user.is_authenticated:
+        return None
+    idle = current_app.config["ADMIN_IDLE_MINUTES"] * 60
+    now = time.time()
+    last = session.get("seen")
+    if isinstance(last, int | float) and now - last > idle:
+        logout_user()
+        session.clear()
+        return redirect(url_for("admin.login", next=request.path, expired=1))
+    session["seen"] = now
+    return None
+
+
+def login_required(func: F) -> F:
+    """Send anyone without a session to the login page."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not current_user.is_authenticated:
+            return redirect(url_for("admin.login", next=request.full_path.rstrip("?")))
+        return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def require(check: Callable[[Access], bool]) -> Callable[[F], F]:
+    """403 unless the account's access passes `check` (login is required too)."""
+
+    def decorate(func: F) -> F:
+        @wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if not check(current_access()):
+                abort(403)
+            return func(*args, **kwargs)
+
+        return login_required(wrapper)  # type: ignore[return-value]
+
+    return decorate

@@ -1,0 +1,267 @@
+"""Admin rules: scoped keyset pages, a volunteer's history, edits, and the audit log."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select, tuple_
+
+from signup import clock
+from signup.admin.access import Access
+from signup.admin.models import AuditEntry
+
+__all__ = [
+    "Access",
+    "AuditEntry",
+    "Page",
+    "audit",
+    "edit",
+    "erase",
+    "history",
+    "list_page",
+    "opt_out",
+]
+from signup.calls.models import Call
+from signup.campaigns.models import Campaign
+from signup.errors import ValidationError
+from signup.extensions import db
+from signup.messaging.models import Message
+from signup.volunteers import erasure
+from signup.volunteers import services as volunteers
+from signup.volunteers.export import VolunteerFilter, campaign_slugs
+from signup.volunteers.models import (
+    ConsentChannel,
+    ConsentEvent,
+    Subscription,
+    Volunteer,
+    VolunteerStatus,
+)
+
+PAGE_SIZE = 50
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+SORTS = ("joined", "oldest", "last_call")
+PINCODE_RE = re.compile(r"^[1-9]\d{5}$")
+LIST_COLUMNS = (
+    Volunteer.id,
+    Volunteer.phone,
+    Volunteer.name,
+    Volunteer.status,
+    Volunteer.call_count,
+    Volunteer.last_call_at,
+    Volunteer.state,
+    Volunteer.district,
+    Volunteer.created_at,
+)
+
+
+@dataclass(slots=True)
+class Page:
+    """One page of the volunteer list and the cursor of the next one."""
+
+    rows: list[Any]  # rows of LIST_COLUMNS
+    campaigns: dict[int, list[str]]
+    next_cursor: str | None
+
+
+def _encode(*parts: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode()
+
+
+def _decode(cursor: str) -> list[Any]:
+    try:
+        parts = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, TypeError) as exc:
+        raise ValidationError("that page link is no longer valid") from exc
+    if not isinstance(parts, list):
+        raise ValidationError("that page link is no longer valid")
+    return parts
+
+
+def list_page(
+    filters: VolunteerFilter,
+    *,
+    sort: str = "joined",
+    cursor: str | None = None,
+    size: int = PAGE_SIZE,
+) -> Page:
+    """A page of volunteers, newest first by default, by keyset (fast on any deep page)."""
+    if sort not in SORTS:
+        raise ValidationError(f"sort must be one of {', '.join(SORTS)}")
+    query = select(*LIST_COLUMNS).where(filters.condition())
+    last_call = func.coalesce(Volunteer.last_call_at, EPOCH)
+    if sort == "joined":
+        query = query.order_by(Volunteer.id.desc())
+        if cursor:
+            query = query.where(Volunteer.id < int(_decode(cursor)[0]))
+    elif sort == "oldest":
+        query = query.order_by(Volunteer.id)
+        if cursor:
+            query = query.where(Volunteer.id > int(_decode(cursor)[0]))
+    else:
+        query = query.order_by(last_call.desc(), Volunteer.id.desc())
+        if cursor:
+            at, last_id = _decode(cursor)
+            query = query.where(
+                tuple_(last_call, Volunteer.id) < tuple_(datetime.fromisoformat(at), int(last_id))
+            )
+    rows = list(db.session.execute(query.limit(size + 1)))
+    more = len(rows) > size
+    rows = rows[:size]
+    next_cursor = None
+    if more and rows:
+        last = rows[-1]
+        next_cursor = (
+            _encode(last.id)
+            if sort != "last_call"
+            else _encode((last.last_call_at or EPOCH).isoformat(), last.id)
+        )
+    return Page(rows, campaign_slugs([r.id for r in rows]) if rows else {}, next_cursor)
+
+
+@dataclass(slots=True)
+class History:
+    """Everything the volunteer page shows about one person."""
+
+    volunteer: Volunteer
+    campaigns: list[tuple[Campaign, Subscription]] = field(default_factory=list)
+    calls: list[Call] = field(default_factory=list)
+    messages: list[tuple[Message, str]] = field(default_factory=list)
+    consent: list[tuple[ConsentEvent, str]] = field(default_factory=list)
+
+
+def visible_volunteer(volunteer_id: int, access: Access, *, lock: bool = False) -> Volunteer:
+    """The volunteer if this account may see them; ValidationError (404) otherwise."""
+    query = select(Volunteer).where(
+        Volunteer.id == volunteer_id, access.condition(), Volunteer.status != VolunteerStatus.ERASED
+    )
+    if lock:
+        query = query.with_for_update()
+    volunteer = db.session.scalar(query)
+    if volunteer is None:
+        raise LookupError(volunteer_id)
+    return volunteer
+
+
+def history(volunteer_id: int, access: Access) -> History:
+    """The volunteer's campaigns, last calls and messages, and full consent history."""
+    volunteer = visible_volunteer(volunteer_id, access)
+    result = History(volunteer)
+    result.campaigns = [
+        (c, s)
+        for c, s in db.session.execute(
+            select(Campaign, Subscription)
+            .join(Subscription, Subscription.campaign_id == Campaign.id)
+            .where(Subscription.volunteer_id == volunteer.id)
+            .order_by(Campaign.slug)
+        )
+        if access.sees_campaign(c.id)
+    ]
+    result.calls = list(
+        db.session.scalars(
+            select(Call)
+            .where(Call.caller == volunteer.phone)
+            .order_by(Call.received_at.desc())
+            .limit(50)
+        )
+    )
+    result.messages = [
+        (m, slug)
+        for m, slug in db.session.execute(
+            select(Message, Campaign.slug)
+            .join(Campaign, Campaign.id == Message.campaign_id)
+            .where(Message.volunteer_id == volunteer.id)
+            .order_by(Message.id.desc())
+            .limit(50)
+        )
+    ]
+    result.consent = [
+        (e, slug)
+        for e, slug in db.session.execute(
+            select(ConsentEvent, Campaign.slug)
+            .join(Campaign, Campaign.id == ConsentEvent.campaign_id)
+            .where(ConsentEvent.volunteer_id == volunteer.id)
+            .order_by(ConsentEvent.id)
+        )
+    ]
+    return result
+
+
+EDITABLE = ("name", "notes", "state", "district", "pincode", "language")
+
+
+def edit(volunteer_id: int, access: Access, values: dict[str, str]) -> list[str]:
+    """Change a volunteer's editable fields; returns the names of the fields that changed."""
+    if not access.can_edit:
+        raise PermissionError("edit")
+    volunteer = visible_volunteer(volunteer_id, access, lock=True)
+    cleaned = {key: (values.get(key) or "").strip() or None for key in EDITABLE if key in values}
+    limits = {"name": 120, "notes": 2000, "state": 64, "district": 64}
+    for key, limit in limits.items():
+        if cleaned.get(key) and len(cleaned[key] or "") > limit:
+            raise ValidationError(f"{key} is longer than {limit} characters")
+    if cleaned.get("pincode") and not PINCODE_RE.match(cleaned["pincode"] or ""):
+        raise ValidationError("PIN code must be 6 digits, not starting with 0")
+    if cleaned.get("language") and cleaned["language"] not in ("en", "hi"):
+        raise ValidationError("language must be en or hi")
+    changed = [key for key, value in cleaned.items() if getattr(volunteer, key) != value]
+    for key in changed:
+        setattr(volunteer, key, cleaned[key])
+    if changed:
+        audit(access, "edit", {"volunteer": volunteer.id, "fields": changed})
+    db.session.flush()
+    return changed
+
+
+def opt_out(volunteer_id: int, access: Access) -> list[int]:
+    """An admin withdraws a volunteer from every campaign (on their request); returns SMS ids."""
+    if not access.is_admin:
+        raise PermissionError("opt_out")
+    volunteer = visible_volunteer(volunteer_id, access, lock=True)
+    phone = volunteers.normalise(volunteer.phone)
+    evidence = volunteers.Evidence(ConsentChannel.ORGANISER)
+    to_send: list[int] = []
+    for campaign in db.session.scalars(
+        select(Campaign)
+        .join(Subscription, Subscription.campaign_id == Campaign.id)
+        .where(
+            Subscription.volunteer_id == volunteer.id, Subscription.status == VolunteerStatus.ACTIVE
+        )
+    ):
+        to_send += volunteers.opt_out(volunteer, campaign, phone, evidence).message_ids
+    audit(access, "opt_out", {"volunteer": volunteer.id})
+    return to_send
+
+
+def erase(volunteer_id: int, access: Access) -> None:
+    """An admin erases a volunteer (after a confirmation step in the UI)."""
+    if not access.is_admin:
+        raise PermissionError("erase")
+    volunteer = visible_volunteer(volunteer_id, access, lock=True)
+    erasure.erase_volunteer(volunteer)
+    audit(access, "erase", {"volunteer": volunteer.id})
+
+
+def audit(
+    access: Access | None, action: str, detail: dict[str, Any], row_count: int | None = None
+) -> AuditEntry:
+    """Append an audit entry (never a phone number in the detail)."""
+    entry = AuditEntry(
+        user_id=access.user_id if access else None,
+        action=action,
+        detail=json.dumps(detail, default=str, ensure_ascii=False),
+        row_count=row_count,
+        created_at=clock.now(),
+    )
+    db.session.add(entry)
+    db.session.flush()
+    return entry
+
+
+def audit_entries(limit: int = 200) -> list[AuditEntry]:
+    """The latest audit entries, newest first."""
+    return list(db.session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)))

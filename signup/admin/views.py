@@ -1,0 +1,316 @@
+"""The organisers' admin pages: thin views over signup.admin.services."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import date
+from typing import Any
+from urllib.parse import urlparse
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
+from flask_login import login_user, logout_user
+from werkzeug.wrappers import Response as BaseResponse
+
+from signup.admin import auth, services
+from signup.admin.forms import ConfirmForm, LoginForm, VolunteerForm
+from signup.campaigns import services as campaigns
+from signup.errors import ValidationError
+from signup.extensions import db, limiter
+from signup.logs import event
+from signup.messaging.tasks import send_message
+from signup.phones import mask, normalise
+from signup.tasking import publish
+from signup.volunteers.export import CsvExport, VolunteerFilter
+
+bp = Blueprint(
+    "admin",
+    __name__,
+    url_prefix="/admin",
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static",
+)
+log = logging.getLogger(__name__)
+LOGIN_FAILED = "Email or password is incorrect."
+
+
+@bp.before_request
+def idle_timeout() -> BaseResponse | None:
+    """End idle sessions before any admin page runs."""
+    return auth.enforce_idle_timeout()
+
+
+@bp.app_template_filter("phone")
+def phone_filter(phone: str | None) -> str:
+    """Show a number in full, or masked for viewers."""
+    if not phone:
+        return ""
+    return mask(phone) if auth.current_access().masks_phones else phone
+
+
+@bp.app_template_filter("local")
+def local_filter(moment: Any) -> str:
+    """A timestamp in the organisers' time zone."""
+    from zoneinfo import ZoneInfo
+
+    if moment is None:
+        return ""
+    zone = ZoneInfo(current_app.config["SIGNUP_TIMEZONE"])
+    return str(moment.astimezone(zone).strftime("%Y-%m-%d %H:%M"))
+
+
+def _safe_next(target: str | None) -> str:
+    """Only ever redirect back into the admin, never to another site."""
+    if target and target.startswith("/admin") and not urlparse(target).netloc:
+        return target
+    return url_for("admin.volunteers")
+
+
+@bp.errorhandler(429)
+def throttled(_error: Exception) -> tuple[str, int]:
+    """Too many failed logins: the same answer whether or not the account exists."""
+    return render_template(
+        "admin/login.html", form=LoginForm(), error="Too many attempts. Wait a while and try again."
+    ), 429
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(
+    lambda: current_app.config["ADMIN_LOGIN_ACCOUNT_LIMIT"],
+    key_func=auth.account_key,
+    methods=["POST"],
+    deduct_when=auth.login_failed,
+)
+@limiter.limit(
+    lambda: current_app.config["ADMIN_LOGIN_ADDRESS_LIMIT"],
+    methods=["POST"],
+    deduct_when=auth.login_failed,
+)
+def login() -> BaseResponse | str | tuple[str, int]:
+    """Log in with email and password."""
+    form = LoginForm()
+    if request.method == "GET":
+        expired = (
+            "Your session ended after a while without use." if request.args.get("expired") else None
+        )
+        return render_template("admin/login.html", form=form, error=expired)
+    user = (
+        auth.authenticate(form.email.data or "", form.password.data or "")
+        if form.validate_on_submit()
+        else None
+    )
+    if user is None:
+        event(log, logging.WARNING, "admin.login_failed", remote=request.remote_addr)
+        return render_template("admin/login.html", form=form, error=LOGIN_FAILED), 200
+    db.session.commit()
+    login_user(user)
+    from flask import session
+
+    session.permanent = True
+    event(log, logging.INFO, "admin.login", user_id=user.id)
+    return redirect(_safe_next(request.args.get("next")))
+
+
+@bp.post("/logout")
+@auth.login_required
+def logout() -> BaseResponse:
+    """End the session."""
+    logout_user()
+    return redirect(url_for("admin.login"))
+
+
+@bp.get("/")
+@auth.login_required
+def index() -> BaseResponse:
+    """The admin's home: the volunteer list."""
+    return redirect(url_for("admin.volunteers"))
+
+
+def _date(name: str) -> date | None:
+    raw = request.args.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise ValidationError(f"{name} must be a date like 2026-11-21") from None
+
+
+def _filters() -> VolunteerFilter:
+    """The list's and the export's filters, from the query string, in the account's scope."""
+    args = request.args
+    return VolunteerFilter(
+        campaign=args.get("campaign") or None,
+        status=args.get("status") or None,
+        q=args.get("q") or None,
+        state=args.get("state") or None,
+        district=args.get("district") or None,
+        joined_from=_date("joined_from"),
+        joined_to=_date("joined_to"),
+        scope=auth.current_access(),
+    )
+
+
+@bp.get("/volunteers")
+@auth.login_required
+def volunteers() -> str | tuple[str, int]:
+    """Search, filter, sort and page through the volunteers this account may see."""
+    access = auth.current_access()
+    visible = [c for c in campaigns.list_campaigns() if access.sees_campaign(c.id)]
+    try:
+        page = services.list_page(
+            _filters(), sort=request.args.get("sort", "joined"), cursor=request.args.get("after")
+        )
+    except ValidationError as exc:
+        return render_template(
+            "admin/volunteers.html",
+            page=None,
+            error=str(exc),
+            campaigns=visible,
+            access=access,
+            query=_shown_query(access),
+        ), 400
+    next_args = {**request.args.to_dict(), "after": page.next_cursor}
+    return render_template(
+        "admin/volunteers.html",
+        page=page,
+        error=None,
+        campaigns=visible,
+        access=access,
+        next_args=next_args,
+        query=_shown_query(access),
+    )
+
+
+def _shown_query(access: services.Access) -> str:
+    """The search as typed, except that a viewer's phone search is shown masked."""
+    query = request.args.get("q", "")
+    phone = normalise(query).e164 if query else None
+    return mask(phone) if phone and access.masks_phones else query
+
+
+@bp.route("/volunteers/<int:volunteer_id>", methods=["GET", "POST"])
+@auth.login_required
+def volunteer(volunteer_id: int) -> BaseResponse | str | tuple[str, int]:
+    """One volunteer: calls, messages, consent history; organisers edit details."""
+    access = auth.current_access()
+    form = VolunteerForm()
+    if request.method == "POST":
+        if not access.can_edit:
+            abort(403)
+        if not form.validate_on_submit():
+            abort(400)
+        try:
+            changed = services.edit(volunteer_id, access, request.form.to_dict())
+            db.session.commit()
+        except LookupError:
+            abort(404)
+        except ValidationError as exc:
+            db.session.rollback()
+            flash(str(exc), "error")
+        else:
+            flash(f"Saved ({', '.join(changed)})." if changed else "Nothing changed.", "info")
+        return redirect(url_for("admin.volunteer", volunteer_id=volunteer_id))
+    try:
+        record = services.history(volunteer_id, access)
+    except LookupError:
+        abort(404)
+    return render_template(
+        "admin/volunteer.html", record=record, form=form, access=access, confirm=ConfirmForm()
+    )
+
+
+def _confirmed_action(volunteer_id: int, action: str) -> BaseResponse | str:
+    access = auth.current_access()
+    if not access.is_admin:
+        abort(403)
+    try:
+        record = services.history(volunteer_id, access)
+    except LookupError:
+        abort(404)
+    form = ConfirmForm()
+    if request.method == "GET" or not form.validate_on_submit():
+        return render_template("admin/confirm.html", record=record, action=action, form=form)
+    to_send: list[int] = []
+    if action == "opt-out":
+        to_send = services.opt_out(volunteer_id, access)
+    else:
+        services.erase(volunteer_id, access)
+    db.session.commit()
+    for message_id in to_send:
+        publish(send_message, message_id)
+    flash("Opted out of every campaign." if action == "opt-out" else "Erased.", "info")
+    if action == "erase":
+        return redirect(url_for("admin.volunteers"))
+    return redirect(url_for("admin.volunteer", volunteer_id=volunteer_id))
+
+
+@bp.route("/volunteers/<int:volunteer_id>/opt-out", methods=["GET", "POST"])
+@auth.login_required
+def opt_out(volunteer_id: int) -> BaseResponse | str:
+    """Admins opt a person out (a confirmation page first)."""
+    return _confirmed_action(volunteer_id, "opt-out")
+
+
+@bp.route("/volunteers/<int:volunteer_id>/erase", methods=["GET", "POST"])
+@auth.login_required
+def erase(volunteer_id: int) -> BaseResponse | str:
+    """Admins erase a person (a confirmation page first)."""
+    return _confirmed_action(volunteer_id, "erase")
+
+
+@bp.get("/volunteers/export.csv")
+@auth.require(lambda access: access.can_export)
+def export() -> BaseResponse:
+    """The volunteers CSV, filtered like the list, streamed, and audited."""
+    try:
+        filters = _filters()
+        filters.condition()
+    except ValidationError as exc:
+        return Response(str(exc) + "\n", status=400, mimetype="text/plain")
+    access = auth.current_access()
+    detail = {
+        k: v
+        for k, v in request.args.items()
+        if k in ("campaign", "status", "q", "state", "district", "joined_from", "joined_to")
+    }
+    if "q" in detail:
+        detail["q"] = "[search]"  # a search may be a phone number: never in the log
+    entry = services.audit(access, "export", detail)
+    db.session.commit()
+    entry_id = entry.id
+    stream = CsvExport(filters, current_app.config["SIGNUP_TIMEZONE"])
+
+    def generate() -> Any:
+        yield from stream
+        finished = db.session.get(services.AuditEntry, entry_id)
+        if finished is not None:
+            finished.row_count = stream.rows
+            db.session.commit()
+
+    filename = f"volunteers-{date.today().isoformat()}.csv"
+    return Response(
+        stream_with_context(generate()),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@bp.get("/audit")
+@auth.require(lambda access: access.is_admin)
+def audit() -> str:
+    """Admins read the audit log."""
+    entries = [(e, json.loads(e.detail or "{}")) for e in services.audit_entries()]
+    return render_template("admin/audit.html", entries=entries)

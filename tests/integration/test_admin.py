@@ -1,0 +1,433 @@
+"""The organisers' admin: login, roles, scope, list, page, export, and its security."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from signup.admin.models import AuditEntry
+from signup.calls import services as calls
+from signup.extensions import db, limiter
+from signup.messaging.models import Message
+from signup.users import services as users
+from signup.users.models import UserCampaign, UserState
+from signup.volunteers.models import ConsentEvent, Volunteer
+from tests.integration.factories import campaign, inbound
+
+pytestmark = pytest.mark.usefixtures("db_session")
+PASSWORD = "correct horse battery"
+A_NUMBER, B_NUMBER = "+918047259725", "+918047250000"
+ALICE, BOB, CHITRA = "+919911278181", "+919911278182", "+919911278183"
+CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+
+@pytest.fixture(autouse=True)
+def fresh_limits(app: Flask) -> Iterator[None]:
+    with app.app_context():
+        limiter.reset()
+    yield
+    with app.app_context():
+        limiter.reset()
+
+
+@pytest.fixture
+def world() -> dict[str, Any]:
+    """Two campaigns, three volunteers, and an account of every kind."""
+    a = campaign("a", A_NUMBER, "+918047259726", name="Alpha")
+    b = campaign("b", B_NUMBER, None, name="Beta")
+    for phone, to in ((ALICE, A_NUMBER), (BOB, B_NUMBER), (CHITRA, A_NUMBER), (CHITRA, B_NUMBER)):
+        calls.process_call(inbound(phone, to).id)
+    states = {ALICE: "Bihar", BOB: "Kerala", CHITRA: "Bihar"}
+    for phone, state in states.items():
+        db.session.query(Volunteer).filter_by(phone=phone).update({"state": state})
+    accounts = {}
+    for email, role in (
+        ("admin@x.org", "admin"),
+        ("org@x.org", "organiser"),
+        ("view@x.org", "viewer"),
+        ("org-b@x.org", "organiser"),
+        ("view-kerala@x.org", "viewer"),
+    ):
+        accounts[email] = users.create_user(email=email, role=role, password=PASSWORD)
+    db.session.add(UserCampaign(user_id=accounts["org-b@x.org"].id, campaign_id=b.id))
+    db.session.add(UserState(user_id=accounts["view-kerala@x.org"].id, state="Kerala"))
+    db.session.commit()
+    return {"a": a, "b": b, "ids": {v.phone: v.id for v in db.session.scalars(select(Volunteer))}}
+
+
+def token(client: FlaskClient, path: str = "/admin/login") -> str:
+    found = CSRF_RE.search(client.get(path).get_data(as_text=True))
+    assert found, f"no CSRF token on {path}"
+    return found.group(1)
+
+
+def login(client: FlaskClient, email: str, password: str = PASSWORD, **kw: Any) -> Any:
+    return client.post(
+        "/admin/login",
+        data={"email": email, "password": password, "csrf_token": token(client)},
+        **kw,
+    )
+
+
+def as_user(client: FlaskClient, email: str) -> FlaskClient:
+    response = login(client, email)
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return client
+
+
+# --- authentication --------------------------------------------------------------------------
+
+ADMIN_GETS = [
+    "/admin/",
+    "/admin/volunteers",
+    "/admin/volunteers/1",
+    "/admin/volunteers/export.csv",
+    "/admin/audit",
+    "/admin/volunteers/1/opt-out",
+    "/admin/volunteers/1/erase",
+]
+
+
+@pytest.mark.parametrize("path", ADMIN_GETS)
+def test_every_admin_route_without_a_session_redirects_to_login(
+    client: FlaskClient, path: str
+) -> None:
+    response = client.get(path)
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/admin/login")
+
+
+def test_login_then_logout(client: FlaskClient, world: dict[str, Any]) -> None:
+    response = login(client, "ADMIN@x.org ")
+    assert response.status_code == 302 and response.headers["Location"] == "/admin/volunteers"
+    assert client.get("/admin/volunteers").status_code == 200
+    client.post("/admin/logout", data={"csrf_token": token(client, "/admin/volunteers")})
+    assert client.get("/admin/volunteers").status_code == 302
+
+
+def test_unknown_and_wrong_accounts_get_the_same_answer(
+    client: FlaskClient, world: dict[str, Any]
+) -> None:
+    wrong = login(client, "admin@x.org", "not the password")
+    unknown = login(client, "nobody@x.org", "not the password")
+    assert wrong.status_code == unknown.status_code == 200
+    strip = re.compile(r'value="[^"]*"')
+    assert strip.sub("", wrong.get_data(as_text=True)) == strip.sub(
+        "", unknown.get_data(as_text=True)
+    )
+    assert "Email or password is incorrect." in wrong.get_data(as_text=True)
+
+
+def test_login_without_csrf_token_fails(client: FlaskClient, world: dict[str, Any]) -> None:
+    response = client.post("/admin/login", data={"email": "admin@x.org", "password": PASSWORD})
+    assert response.status_code != 302
+    assert client.get("/admin/volunteers").status_code == 302
+
+
+def test_next_never_leaves_the_admin(client: FlaskClient, world: dict[str, Any]) -> None:
+    for target, expected in (
+        ("https://evil.example/x", "/admin/volunteers"),
+        ("//evil.example", "/admin/volunteers"),
+        ("/admin/audit", "/admin/audit"),
+    ):
+        client.get("/admin/login")
+        response = client.post(
+            f"/admin/login?next={target}",
+            data={"email": "admin@x.org", "password": PASSWORD, "csrf_token": token(client)},
+        )
+        assert response.headers["Location"] == expected
+        client.post("/admin/logout", data={"csrf_token": token(client, "/admin/volunteers")})
+
+
+def test_failed_logins_are_throttled_per_account(
+    app: Flask, client: FlaskClient, world: dict[str, Any]
+) -> None:
+    assert app.config["ADMIN_LOGIN_ACCOUNT_LIMIT"] == "100/hour"  # the product's default
+    app.config["ADMIN_LOGIN_ACCOUNT_LIMIT"] = "5/hour"
+    try:
+        for i in range(5):  # from five addresses: only the account throttle can trip
+            login(client, "admin@x.org", "wrong", environ_base={"REMOTE_ADDR": f"10.0.0.{i}"})
+        blocked = login(client, "admin@x.org", environ_base={"REMOTE_ADDR": "10.0.0.99"})
+        assert blocked.status_code == 429  # even the right password, for now
+        other = login(client, "org@x.org", environ_base={"REMOTE_ADDR": "10.0.0.99"})
+        assert other.status_code == 302
+    finally:
+        app.config["ADMIN_LOGIN_ACCOUNT_LIMIT"] = "100/hour"
+
+
+def test_failed_logins_are_throttled_per_address(
+    app: Flask, client: FlaskClient, world: dict[str, Any]
+) -> None:
+    app.config["ADMIN_LOGIN_ADDRESS_LIMIT"] = "3/minute"
+    try:
+        for email in ("a@x.org", "b@x.org", "c@x.org"):
+            assert login(client, email, "wrong").status_code == 200
+        assert login(client, "admin@x.org").status_code == 429
+        assert "Too many attempts" in login(client, "nobody@x.org", "x").get_data(as_text=True)
+    finally:
+        app.config["ADMIN_LOGIN_ADDRESS_LIMIT"] = "20/minute;300/hour"
+
+
+def test_session_cookie_flags(world: dict[str, Any]) -> None:
+    from signup import create_app
+    from tests.helpers import base_config
+
+    config = base_config()
+    del config["SESSION_COOKIE_SECURE"]  # production's own default
+    production = create_app(config)
+    client = production.test_client()
+    response = login(client, "admin@x.org")
+    cookie = response.headers["Set-Cookie"]
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_an_idle_session_ends(client: FlaskClient, world: dict[str, Any]) -> None:
+    as_user(client, "admin@x.org")
+    with client.session_transaction() as session:
+        session["seen"] = time.time() - 31 * 60
+    response = client.get("/admin/volunteers")
+    assert response.status_code == 302 and "expired=1" in response.headers["Location"]
+    assert client.get("/admin/volunteers").status_code == 302
+
+
+# --- roles and scope ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("email", "allowed"),
+    [
+        ("admin@x.org", {"export", "audit", "opt-out", "erase", "edit"}),
+        ("org@x.org", {"export", "edit"}),
+        ("view@x.org", set()),
+    ],
+)
+def test_roles(client: FlaskClient, world: dict[str, Any], email: str, allowed: set[str]) -> None:
+    as_user(client, email)
+    vid = world["ids"][ALICE]
+    checks = {
+        "export": client.get("/admin/volunteers/export.csv").status_code,
+        "audit": client.get("/admin/audit").status_code,
+        "opt-out": client.get(f"/admin/volunteers/{vid}/opt-out").status_code,
+        "erase": client.get(f"/admin/volunteers/{vid}/erase").status_code,
+        "edit": client.post(
+            f"/admin/volunteers/{vid}",
+            data={"name": "Asha", "csrf_token": token(client, f"/admin/volunteers/{vid}")},
+        ).status_code,
+    }
+    for name, status in checks.items():
+        assert (status in (200, 302)) == (name in allowed), (name, status)
+        if name not in allowed:
+            assert status == 403
+
+
+def test_viewer_never_sees_a_full_number(client: FlaskClient, world: dict[str, Any]) -> None:
+    as_user(client, "view@x.org")
+    pages = [client.get("/admin/volunteers").get_data(as_text=True)]
+    pages += [
+        client.get(f"/admin/volunteers/{vid}").get_data(as_text=True)
+        for vid in world["ids"].values()
+    ]
+    pages.append(client.get(f"/admin/volunteers?q={ALICE}").get_data(as_text=True))
+    for page in pages:
+        for phone in (ALICE, BOB, CHITRA):
+            assert phone[3:] not in page
+    assert "+91 99XXX XX181" in pages[0]
+
+
+def rows_of(page: str) -> set[str]:
+    return set(re.findall(r'href="/admin/volunteers/(\d+)"', page))
+
+
+def test_campaign_scope_limits_every_view(client: FlaskClient, world: dict[str, Any]) -> None:
+    as_user(client, "org-b@x.org")
+    ids = world["ids"]
+    listed = rows_of(client.get("/admin/volunteers").get_data(as_text=True))
+    assert listed == {str(ids[BOB]), str(ids[CHITRA])}
+    assert client.get(f"/admin/volunteers/{ids[ALICE]}").status_code == 404
+    exported = client.get("/admin/volunteers/export.csv").get_data(as_text=True)
+    phones = [r["phone"] for r in csv.DictReader(io.StringIO(exported.lstrip("\ufeff")))]
+    assert sorted(phones) == [BOB, CHITRA]
+    assert "Alpha" not in client.get("/admin/volunteers").get_data(as_text=True)
+
+
+def test_state_scope(client: FlaskClient, world: dict[str, Any]) -> None:
+    as_user(client, "view-kerala@x.org")
+    listed = rows_of(client.get("/admin/volunteers").get_data(as_text=True))
+    assert listed == {str(world["ids"][BOB])}
+
+
+# --- list --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("q=099112%2078181", {ALICE}),
+        ("q=919911278182", {BOB}),
+        ("campaign=b", {BOB, CHITRA}),
+        ("state=Bihar", {ALICE, CHITRA}),
+        ("status=opted_out", set()),
+        ("joined_from=2000-01-01", {ALICE, BOB, CHITRA}),
+        ("joined_to=2000-01-01", set()),
+    ],
+)
+def test_list_search_and_filters(
+    client: FlaskClient, world: dict[str, Any], query: str, expected: set[str]
+) -> None:
+    as_user(client, "admin@x.org")
+    listed = rows_of(client.get(f"/admin/volunteers?{query}").get_data(as_text=True))
+    assert listed == {str(world["ids"][p]) for p in expected}
+
+
+def test_keyset_pages_cover_everyone_once(client: FlaskClient, world: dict[str, Any]) -> None:
+    for i in range(120):
+        calls.process_call(inbound(f"+9198765{i:05d}", A_NUMBER).id)
+    db.session.commit()
+    as_user(client, "admin@x.org")
+    for sort in ("joined", "oldest", "last_call"):
+        seen: list[str] = []
+        url = f"/admin/volunteers?sort={sort}"
+        pages = 0
+        while url:
+            html = client.get(url).get_data(as_text=True)
+            seen += re.findall(r'href="/admin/volunteers/(\d+)"', html)
+            found = re.search(r'href="(/admin/volunteers\?[^"]*after=[^"]+)"', html)
+            url = found.group(1).replace("&amp;", "&") if found else ""
+            pages += 1
+        assert len(seen) == len(set(seen)) == 123, sort
+        assert pages == 3
+
+
+def test_a_bad_cursor_or_sort_is_a_clear_400(client: FlaskClient, world: dict[str, Any]) -> None:
+    as_user(client, "admin@x.org")
+    assert client.get("/admin/volunteers?after=%%%").status_code == 400
+    assert client.get("/admin/volunteers?sort=bogus").status_code == 400
+    assert client.get("/admin/volunteers?joined_from=yesterday").status_code == 400
+
+
+# --- the volunteer page ------------------------------------------------------------------------
+
+
+def test_page_shows_calls_messages_and_consent(client: FlaskClient, world: dict[str, Any]) -> None:
+    as_user(client, "admin@x.org")
+    html = client.get(f"/admin/volunteers/{world['ids'][CHITRA]}").get_data(as_text=True)
+    assert "Consent history" in html and "given" in html and "missed_call" in html
+    assert "onboarding" in html and "joined" in html and ">v1<" in html
+
+
+def test_organiser_edits_and_the_edit_is_audited(
+    client: FlaskClient, world: dict[str, Any]
+) -> None:
+    as_user(client, "org@x.org")
+    vid = world["ids"][ALICE]
+    response = client.post(
+        f"/admin/volunteers/{vid}",
+        data={
+            "name": "आशा",
+            "notes": "Booth 42",
+            "pincode": "800001",
+            "csrf_token": token(client, f"/admin/volunteers/{vid}"),
+        },
+    )
+    assert response.status_code == 302
+    volunteer = db.session.get(Volunteer, vid, populate_existing=True)
+    assert volunteer is not None and (volunteer.name, volunteer.notes) == ("आशा", "Booth 42")
+    entry = db.session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc())).first()
+    assert entry is not None and entry.action == "edit" and "pincode" in entry.detail
+    bad = client.post(
+        f"/admin/volunteers/{vid}",
+        data={"pincode": "0123", "csrf_token": token(client, f"/admin/volunteers/{vid}")},
+        follow_redirects=True,
+    )
+    assert "PIN code must be 6 digits" in bad.get_data(as_text=True)
+
+
+def test_cross_site_post_without_csrf_token_fails(
+    client: FlaskClient, world: dict[str, Any]
+) -> None:
+    as_user(client, "admin@x.org")
+    vid = world["ids"][ALICE]
+    for path in (
+        f"/admin/volunteers/{vid}",
+        f"/admin/volunteers/{vid}/erase",
+        f"/admin/volunteers/{vid}/opt-out",
+        "/admin/logout",
+    ):
+        assert client.post(path, data={"name": "Evil"}).status_code == 400
+    volunteer = db.session.get(Volunteer, vid, populate_existing=True)
+    assert volunteer is not None and volunteer.status == "active" and volunteer.name is None
+
+
+def test_admin_opts_out_after_confirming(client: FlaskClient, world: dict[str, Any]) -> None:
+    as_user(client, "admin@x.org")
+    vid = world["ids"][ALICE]
+    page = client.get(f"/admin/volunteers/{vid}/opt-out")
+    assert "Opt out" in page.get_data(as_text=True)
+    response = client.post(
+        f"/admin/volunteers/{vid}/opt-out",
+        data={"csrf_token": token(client, f"/admin/volunteers/{vid}/opt-out")},
+    )
+    assert response.status_code == 302
+    volunteer = db.session.get(Volunteer, vid, populate_existing=True)
+    assert volunteer is not None and volunteer.status == "opted_out"
+    last = db.session.scalars(select(ConsentEvent).order_by(ConsentEvent.id.desc())).first()
+    assert last is not None and (last.event, last.channel) == ("withdrawn", "organiser")
+    kinds = {m.kind for m in db.session.scalars(select(Message).where(Message.volunteer_id == vid))}
+    assert kinds == {"onboarding", "optout_confirmation"}
+
+
+def test_admin_erases_after_confirming(client: FlaskClient, world: dict[str, Any]) -> None:
+    as_user(client, "admin@x.org")
+    vid = world["ids"][ALICE]
+    response = client.post(
+        f"/admin/volunteers/{vid}/erase",
+        data={"csrf_token": token(client, f"/admin/volunteers/{vid}/erase")},
+    )
+    assert response.status_code == 302
+    assert client.get(f"/admin/volunteers/{vid}").status_code == 404
+    volunteer = db.session.get(Volunteer, vid, populate_existing=True)
+    assert volunteer is not None and volunteer.status == "erased"
+
+
+# --- export ------------------------------------------------------------------------------------
+
+
+def test_export_is_filtered_formula_safe_and_audited(
+    client: FlaskClient, world: dict[str, Any]
+) -> None:
+    db.session.query(Volunteer).filter_by(phone=CHITRA).update(
+        {"name": '=HYPERLINK("http://x","y")'}
+    )
+    db.session.commit()
+    as_user(client, "org@x.org")
+    response = client.get("/admin/volunteers/export.csv?campaign=a&q=%2B919911278183")
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    raw = response.get_data()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    [row] = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"))))
+    assert row["phone"] == CHITRA and row["name"] == '\'=HYPERLINK("http://x","y")'
+    entry = db.session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc())).first()
+    assert entry is not None
+    assert (entry.action, entry.row_count) == ("export", 1)
+    assert '"campaign": "a"' in entry.detail and CHITRA not in entry.detail
+    as_user(client, "admin@x.org")
+    assert "export" in client.get("/admin/audit").get_data(as_text=True)
+
+
+def test_security_headers_everywhere(client: FlaskClient) -> None:
+    for path in ("/admin/login", "/healthz"):
+        headers = client.get(path).headers
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+        assert "script-src 'self'" in headers["Content-Security-Policy"]
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert "max-age" in headers["Strict-Transport-Security"]  # PUBLIC_BASE_URL is https
+    assert client.get("/admin/login").headers["Cache-Control"] == "no-store"
