@@ -19,6 +19,7 @@ run: $(STAMP)
 ## Lint, type-check and run the whole test suite against real PostgreSQL and Redis.
 test: $(STAMP)
 	./scripts/services.sh
+	./scripts/browser.sh
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import BigInteger, DateTime, Integer, TypeDecorator
+from sqlalchemy import BigInteger, ColumnElement, DateTime, Integer, TypeDecorator, func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
@@ -45,3 +46,13 @@ def insert(table: Any) -> postgresql.Insert | sqlite.Insert:
 
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 """A 64-bit key on PostgreSQL that is still SQLite's auto-incrementing rowid."""
+
+
+def local_bucket(column: Any, unit: str, zone: ZoneInfo, now: datetime) -> ColumnElement[str]:
+    """The local hour or day of a UTC timestamp as text ('2026-11-21 14' or '2026-11-21')."""
+    fmt = {"hour": ("YYYY-MM-DD HH24", "%Y-%m-%d %H"), "day": ("YYYY-MM-DD", "%Y-%m-%d")}[unit]
+    if dialect_name() == "postgresql":
+        return func.to_char(func.timezone(zone.key, column), fmt[0])
+    offset = now.astimezone(zone).utcoffset()
+    minutes = int(offset.total_seconds() // 60) if offset else 0
+    return func.strftime(fmt[1], column, f"{minutes:+d} minutes")

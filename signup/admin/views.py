@@ -23,7 +23,7 @@ from flask import (
 from flask_login import login_user, logout_user
 from werkzeug.wrappers import Response as BaseResponse
 
-from signup.admin import auth, services
+from signup.admin import auth, dashboard, services
 from signup.admin.forms import ConfirmForm, LoginForm, VolunteerForm
 from signup.campaigns import services as campaigns
 from signup.errors import ValidationError
@@ -133,9 +133,11 @@ def logout() -> BaseResponse:
 
 @bp.get("/")
 @auth.login_required
-def index() -> BaseResponse:
-    """The admin's home: the volunteer list."""
-    return redirect(url_for("admin.volunteers"))
+def index() -> str:
+    """The admin's home: the dashboard."""
+    access = auth.current_access()
+    board = dashboard.build(access, current_app.config["SIGNUP_TIMEZONE"])
+    return render_template("admin/dashboard.html", board=board, access=access)
 
 
 def _date(name: str) -> date | None:

@@ -431,3 +431,56 @@ def test_security_headers_everywhere(client: FlaskClient) -> None:
         assert headers["X-Content-Type-Options"] == "nosniff"
         assert "max-age" in headers["Strict-Transport-Security"]  # PUBLIC_BASE_URL is https
     assert client.get("/admin/login").headers["Cache-Control"] == "no-store"
+
+
+# --- dashboard ---------------------------------------------------------------------------------
+
+
+def test_dashboard_counts_calls_by_local_hour_and_day(app: Flask, world: dict[str, Any]) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from signup import clock
+    from signup.admin import dashboard
+    from signup.admin.access import Access
+    from signup.calls.models import Call
+    from signup.users.models import Role
+
+    now = datetime(2026, 11, 21, 6, 45, tzinfo=UTC)  # 12:15 in India
+    db.session.query(Call).update({"received_at": now - timedelta(minutes=50)})  # 11:25 IST
+    for minutes in (5, 10, 60 * 24):  # two this hour (12:10, 12:05), one yesterday
+        call = inbound("+919811111111", "+918000000000")
+        call.received_at = now - timedelta(minutes=minutes)
+        db.session.flush()
+        calls.process_call(call.id)
+    clock.set_clock(lambda: now)
+    try:
+        board = dashboard.build(Access(0, Role.ADMIN), "Asia/Kolkata")
+    finally:
+        clock.set_clock(None)
+    hours = dict(board.calls_by_hour)
+    assert hours["21 Nov 12:00"] == 2 and hours["21 Nov 11:00"] == 4
+    assert hours["20 Nov 12:00"] == 1 and sum(hours.values()) == 7
+    days = dict(board.calls_by_day)
+    assert days["21 Nov"] == 6 and days["20 Nov"] == 1 and len(days) == 30
+    funnel = dict(board.funnel)
+    assert funnel["Missed calls"] == 7 and funnel["Unique callers"] == 4
+    assert funnel["Volunteers"] == 3 and funnel["SMS sent"] == 0
+    assert board.unrouted == [("+918000000000", 3)]
+    assert dict(board.by_state) == {"Bihar": 2, "Kerala": 1}
+    assert {slug: (active, out) for slug, _, active, out in board.campaigns} == {
+        "a": (2, 0),
+        "b": (2, 0),
+    }
+
+
+def test_dashboard_page_respects_role_and_scope(client: FlaskClient, world: dict[str, Any]) -> None:
+    calls.process_call(inbound("+919811111111", "+918000000000").id)  # an unrouted call
+    db.session.commit()
+    as_user(client, "org-b@x.org")
+    html = client.get("/admin/").get_data(as_text=True)
+    assert "Dashboard" in html and "Beta" in html and "Alpha" not in html
+    assert "Unrouted calls" not in html
+    as_user(client, "admin@x.org")
+    html = client.get("/admin/").get_data(as_text=True)
+    assert "Unrouted calls" in html and "+918000000000" in html
+    assert "<script" not in html  # charts are SVG: nothing for the CSP to allow

@@ -1,0 +1,177 @@
+"""Dashboard figures, scoped like everything else: calls over time, the funnel, places."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import ColumnElement, func, select, true
+
+from signup import clock
+from signup.admin.access import Access
+from signup.calls.models import Call, CallOutcome
+from signup.campaigns.models import Campaign
+from signup.database import local_bucket
+from signup.extensions import db
+from signup.messaging.models import Message, MessageStatus
+from signup.volunteers.models import Subscription, Volunteer, VolunteerStatus
+
+
+@dataclass(slots=True)
+class Dashboard:
+    """What the dashboard shows."""
+
+    calls_by_hour: list[tuple[str, int]] = field(default_factory=list)
+    calls_by_day: list[tuple[str, int]] = field(default_factory=list)
+    funnel: list[tuple[str, int]] = field(default_factory=list)
+    by_state: list[tuple[str, int]] = field(default_factory=list)
+    by_district: list[tuple[str, int]] = field(default_factory=list)
+    campaigns: list[tuple[str, str, int, int]] = field(default_factory=list)
+    unrouted: list[tuple[str, int]] = field(default_factory=list)
+
+
+def _calls_scope(access: Access) -> ColumnElement[bool]:
+    if access.campaign_ids is None:
+        return true()
+    return Call.campaign_id.in_(access.campaign_ids)
+
+
+def _buckets(
+    access: Access,
+    since: datetime,
+    zone: ZoneInfo,
+    unit: str,
+    label: str,
+    step: timedelta,
+    count: int,
+) -> list[tuple[str, int]]:
+    """Calls counted per local hour or day, grouped in the database."""
+    bucket = local_bucket(Call.received_at, unit, zone, since)
+    counts = dict(
+        db.session.execute(
+            select(bucket, func.count())
+            .where(Call.received_at >= since, _calls_scope(access))
+            .group_by(bucket)
+        ).all()
+    )
+    key_format = "%Y-%m-%d %H" if unit == "hour" else "%Y-%m-%d"
+    start = since.astimezone(zone)
+    moments = [start + step * i for i in range(count)]
+    return [(m.strftime(label), int(counts.get(m.strftime(key_format), 0))) for m in moments]
+
+
+def build(access: Access, timezone: str) -> Dashboard:
+    """Every figure of the dashboard for this account."""
+    zone = ZoneInfo(timezone)
+    now = clock.now()
+    local = now.astimezone(zone)
+    hour_start = local.replace(minute=0, second=0, microsecond=0) - timedelta(hours=47)
+    day_start = local.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=29)
+    board = Dashboard()
+    board.calls_by_hour = _buckets(
+        access, hour_start, zone, "hour", "%d %b %H:00", timedelta(hours=1), 48
+    )
+    board.calls_by_day = _buckets(access, day_start, zone, "day", "%d %b", timedelta(days=1), 30)
+
+    scope = access.condition() & (Volunteer.status != VolunteerStatus.ERASED)
+    calls_in_scope = _calls_scope(access)
+    in_scope_messages = Message.volunteer_id.in_(select(Volunteer.id).where(scope))
+    sent_states = [MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.UNDELIVERED]
+    board.funnel = [
+        (
+            "Missed calls",
+            db.session.scalar(select(func.count()).select_from(Call).where(calls_in_scope)) or 0,
+        ),
+        (
+            "Unique callers",
+            db.session.scalar(select(func.count(func.distinct(Call.caller))).where(calls_in_scope))
+            or 0,
+        ),
+        (
+            "Volunteers",
+            db.session.scalar(select(func.count()).select_from(Volunteer).where(scope)) or 0,
+        ),
+        (
+            "SMS sent",
+            db.session.scalar(
+                select(func.count())
+                .select_from(Message)
+                .where(in_scope_messages, Message.status.in_(sent_states))
+            )
+            or 0,
+        ),
+        (
+            "Delivered",
+            db.session.scalar(
+                select(func.count())
+                .select_from(Message)
+                .where(in_scope_messages, Message.status == MessageStatus.DELIVERED)
+            )
+            or 0,
+        ),
+        (
+            "Opted out",
+            db.session.scalar(
+                select(func.count())
+                .select_from(Volunteer)
+                .where(scope, Volunteer.status == VolunteerStatus.OPTED_OUT)
+            )
+            or 0,
+        ),
+    ]
+    place = func.coalesce(Volunteer.state, "(unknown)")
+    board.by_state = [
+        (s, n)
+        for s, n in db.session.execute(
+            select(place, func.count())
+            .where(scope)
+            .group_by(place)
+            .order_by(func.count().desc())
+            .limit(20)
+        )
+    ]
+    district = func.coalesce(Volunteer.district, "(unknown)")
+    board.by_district = [
+        (f"{d} ({s})", n)
+        for s, d, n in db.session.execute(
+            select(place, district, func.count())
+            .where(scope)
+            .group_by(place, district)
+            .order_by(func.count().desc())
+            .limit(20)
+        )
+    ]
+    rows = db.session.execute(
+        select(Campaign.slug, Campaign.name, Subscription.status, func.count())
+        .join(Subscription, Subscription.campaign_id == Campaign.id)
+        .join(Volunteer, Volunteer.id == Subscription.volunteer_id)
+        .where(scope)
+        .group_by(Campaign.slug, Campaign.name, Subscription.status)
+    )
+    per_campaign: dict[tuple[str, str], list[int]] = {}
+    for slug, name, status, n in rows:
+        if not _campaign_visible(access, slug):
+            continue
+        counts = per_campaign.setdefault((slug, name), [0, 0])
+        counts[0 if status == VolunteerStatus.ACTIVE else 1] += n
+    board.campaigns = [(slug, name, a, o) for (slug, name), (a, o) in sorted(per_campaign.items())]
+    if access.is_admin:
+        board.unrouted = [
+            (called or "(none)", n)
+            for called, n in db.session.execute(
+                select(Call.called, func.count())
+                .where(Call.outcome == CallOutcome.UNROUTED)
+                .group_by(Call.called)
+                .order_by(func.count().desc())
+                .limit(20)
+            )
+        ]
+    return board
+
+
+def _campaign_visible(access: Access, slug: str) -> bool:
+    if access.campaign_ids is None:
+        return True
+    campaign_id = db.session.scalar(select(Campaign.id).where(Campaign.slug == slug))
+    return campaign_id is not None and campaign_id in access.campaign_ids
