@@ -31,7 +31,7 @@ from signup.campaigns.models import Campaign
 from signup.errors import ValidationError
 from signup.extensions import db
 from signup.messaging.models import Message
-from signup.volunteers import erasure
+from signup.volunteers import erasure, places
 from signup.volunteers import services as volunteers
 from signup.volunteers.export import VolunteerFilter, campaign_slugs
 from signup.volunteers.models import (
@@ -204,8 +204,20 @@ def edit(volunteer_id: int, access: Access, values: dict[str, str]) -> list[str]
     for key, limit in limits.items():
         if cleaned.get(key) and len(cleaned[key] or "") > limit:
             raise ValidationError(f"{key} is longer than {limit} characters")
-    if cleaned.get("pincode") and not PINCODE_RE.match(cleaned["pincode"] or ""):
-        raise ValidationError("PIN code must be 6 digits, not starting with 0")
+    pincode = cleaned.get("pincode")
+    if pincode:
+        if not PINCODE_RE.match(pincode):
+            raise ValidationError("PIN code must be 6 digits, not starting with 0")
+        place = places.lookup(pincode)
+        if place is None:
+            raise ValidationError(f"PIN code {pincode} is not in India Post's directory")
+        if pincode != volunteer.pincode:
+            # A new PIN code sets state and district, unless the organiser typed new ones.
+            # A district left from the old PIN code is cleared when the new one spans several.
+            for key, found in (("state", place.state), ("district", place.district)):
+                typed = cleaned.get(key)
+                if not typed or typed == getattr(volunteer, key):
+                    cleaned[key] = found
     if cleaned.get("language") and cleaned["language"] not in ("en", "hi"):
         raise ValidationError("language must be en or hi")
     changed = [key for key, value in cleaned.items() if getattr(volunteer, key) != value]

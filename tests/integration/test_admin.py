@@ -484,3 +484,40 @@ def test_dashboard_page_respects_role_and_scope(client: FlaskClient, world: dict
     html = client.get("/admin/").get_data(as_text=True)
     assert "Unrouted calls" in html and "+918000000000" in html
     assert "<script" not in html  # charts are SVG: nothing for the CSP to allow
+
+
+def test_a_pin_code_fills_state_and_district(client: FlaskClient, world: dict[str, Any]) -> None:
+    as_user(client, "org@x.org")
+    vid = world["ids"][BOB]  # in Kerala so far
+    page = f"/admin/volunteers/{vid}"
+    client.post(
+        page,
+        data={
+            "pincode": "560001",
+            "state": "Kerala",
+            "district": "",
+            "csrf_token": token(client, page),
+        },
+    )
+    volunteer = db.session.get(Volunteer, vid, populate_existing=True)
+    assert volunteer is not None
+    assert (volunteer.pincode, volunteer.state, volunteer.district) == (
+        "560001",
+        "Karnataka",
+        "Bengaluru Urban",
+    )
+    client.post(
+        page,
+        data={
+            "pincode": "110025",
+            "state": "Karnataka",
+            "district": "Bengaluru Urban",
+            "csrf_token": token(client, page),
+        },
+    )
+    db.session.refresh(volunteer)
+    assert (volunteer.state, volunteer.district) == ("Delhi", None)  # it spans three districts
+    unknown = client.post(
+        page, data={"pincode": "999999", "csrf_token": token(client, page)}, follow_redirects=True
+    )
+    assert "not in India Post" in unknown.get_data(as_text=True)
