@@ -42,6 +42,9 @@ def base_config(**overrides: Any) -> dict[str, Any]:
         "RELAY_NUDGE": False,
         "SMS_QUIET_HOURS": "off",  # tests that need quiet hours set them with an injected clock
         "SESSION_COOKIE_SECURE": False,  # the test client speaks http; production is https
+        # The limiter extension keeps the storage of the last app created; tests create many
+        # (some with a dead REDIS_URL on purpose), so all of them share the test Redis.
+        "RATELIMIT_STORAGE_URI": REDIS_URL,
         "LOG_FORMAT": "json",
     }
     config.update(overrides)

@@ -23,3 +23,16 @@ class AuditEntry(db.Model):  # type: ignore[name-defined]
     detail: Mapped[str] = mapped_column(Text, default="")  # filters or fields, never a number
     row_count: Mapped[int | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now, index=True)
+
+
+class ImportBatch(db.Model):  # type: ignore[name-defined]
+    """An uploaded list between its preview and the organiser's confirmation."""
+
+    __tablename__ = "imports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    filename: Mapped[str] = mapped_column(String(200))
+    rows: Mapped[str] = mapped_column(Text)  # the checked rows, as JSON
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    merged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -23,7 +23,7 @@ from flask import (
 from flask_login import login_user, logout_user
 from werkzeug.wrappers import Response as BaseResponse
 
-from signup.admin import auth, dashboard, services
+from signup.admin import auth, dashboard, imports, services
 from signup.admin.forms import ConfirmForm, LoginForm, VolunteerForm
 from signup.campaigns import services as campaigns
 from signup.errors import ValidationError
@@ -316,3 +316,60 @@ def audit() -> str:
     """Admins read the audit log."""
     entries = [(e, json.loads(e.detail or "{}")) for e in services.audit_entries()]
     return render_template("admin/audit.html", entries=entries)
+
+
+@bp.route("/import", methods=["GET", "POST"])
+@auth.require(imports.may_import)
+def import_upload() -> BaseResponse | str | tuple[str, int]:
+    """Upload a CSV or XLSX list; every row is checked before anything is stored."""
+    form = ConfirmForm()
+    if request.method == "POST":
+        if not form.validate_on_submit():
+            abort(400)
+        upload = request.files.get("file")
+        if upload is None or not upload.filename:
+            return render_template("admin/import.html", form=form, error="Choose a file."), 400
+        try:
+            batch = imports.upload(auth.current_access(), upload.filename, upload.read())
+            db.session.commit()
+        except ValidationError as exc:
+            db.session.rollback()
+            return render_template("admin/import.html", form=form, error=str(exc)), 400
+        return redirect(url_for("admin.import_preview", batch_id=batch.id))
+    return render_template("admin/import.html", form=form, error=None)
+
+
+@bp.route("/import/<int:batch_id>", methods=["GET", "POST"])
+@auth.require(imports.may_import)
+def import_preview(batch_id: int) -> BaseResponse | str:
+    """Preview the checked rows (an error per bad row); confirming merges the good ones."""
+    access = auth.current_access()
+    try:
+        batch = imports.batch_for(access, batch_id)
+    except LookupError:
+        abort(404)
+    form = ConfirmForm()
+    if request.method == "POST" and form.validate_on_submit():
+        try:
+            result = imports.confirm(access, batch_id)
+            db.session.commit()
+        except ValidationError as exc:
+            db.session.rollback()
+            flash(str(exc), "error")
+        else:
+            flash(
+                f"Imported: {result.created} new, {result.updated} updated, "
+                f"{result.skipped} skipped.",
+                "info",
+            )
+        return redirect(url_for("admin.volunteers", status="imported"))
+    rows = imports.rows_of(batch)
+    bad = [row for row in rows if row.error]
+    return render_template(
+        "admin/import_preview.html",
+        batch=batch,
+        rows=rows,
+        bad=bad,
+        form=form,
+        good=len(rows) - len(bad),
+    )

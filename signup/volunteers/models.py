@@ -18,6 +18,7 @@ class VolunteerStatus(enum.StrEnum):
 
     ACTIVE = "active"
     OPTED_OUT = "opted_out"
+    IMPORTED = "imported"  # from an organiser's list: no consent here, so no SMS
     ERASED = "erased"  # a tombstone: every personal field removed (DPDP s.12)
 
 

@@ -6,7 +6,6 @@ import csv
 import io
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,74 +15,22 @@ from sqlalchemy import select
 
 from signup.admin.models import AuditEntry
 from signup.calls import services as calls
-from signup.extensions import db, limiter
+from signup.extensions import db
 from signup.messaging.models import Message
-from signup.users import services as users
-from signup.users.models import UserCampaign, UserState
 from signup.volunteers.models import ConsentEvent, Volunteer
-from tests.integration.factories import campaign, inbound
+from tests.integration.admin_helpers import (
+    A_NUMBER,
+    ALICE,
+    BOB,
+    CHITRA,
+    PASSWORD,
+    as_user,
+    login,
+    token,
+)
+from tests.integration.factories import inbound
 
-pytestmark = pytest.mark.usefixtures("db_session")
-PASSWORD = "correct horse battery"
-A_NUMBER, B_NUMBER = "+918047259725", "+918047250000"
-ALICE, BOB, CHITRA = "+919911278181", "+919911278182", "+919911278183"
-CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
-
-
-@pytest.fixture(autouse=True)
-def fresh_limits(app: Flask) -> Iterator[None]:
-    with app.app_context():
-        limiter.reset()
-    yield
-    with app.app_context():
-        limiter.reset()
-
-
-@pytest.fixture
-def world() -> dict[str, Any]:
-    """Two campaigns, three volunteers, and an account of every kind."""
-    a = campaign("a", A_NUMBER, "+918047259726", name="Alpha")
-    b = campaign("b", B_NUMBER, None, name="Beta")
-    for phone, to in ((ALICE, A_NUMBER), (BOB, B_NUMBER), (CHITRA, A_NUMBER), (CHITRA, B_NUMBER)):
-        calls.process_call(inbound(phone, to).id)
-    states = {ALICE: "Bihar", BOB: "Kerala", CHITRA: "Bihar"}
-    for phone, state in states.items():
-        db.session.query(Volunteer).filter_by(phone=phone).update({"state": state})
-    accounts = {}
-    for email, role in (
-        ("admin@x.org", "admin"),
-        ("org@x.org", "organiser"),
-        ("view@x.org", "viewer"),
-        ("org-b@x.org", "organiser"),
-        ("view-kerala@x.org", "viewer"),
-    ):
-        accounts[email] = users.create_user(email=email, role=role, password=PASSWORD)
-    db.session.add(UserCampaign(user_id=accounts["org-b@x.org"].id, campaign_id=b.id))
-    db.session.add(UserState(user_id=accounts["view-kerala@x.org"].id, state="Kerala"))
-    db.session.commit()
-    return {"a": a, "b": b, "ids": {v.phone: v.id for v in db.session.scalars(select(Volunteer))}}
-
-
-def token(client: FlaskClient, path: str = "/admin/login") -> str:
-    found = CSRF_RE.search(client.get(path).get_data(as_text=True))
-    assert found, f"no CSRF token on {path}"
-    return found.group(1)
-
-
-def login(client: FlaskClient, email: str, password: str = PASSWORD, **kw: Any) -> Any:
-    return client.post(
-        "/admin/login",
-        data={"email": email, "password": password, "csrf_token": token(client)},
-        **kw,
-    )
-
-
-def as_user(client: FlaskClient, email: str) -> FlaskClient:
-    response = login(client, email)
-    assert response.status_code == 302, response.get_data(as_text=True)
-    return client
-
-
+pytestmark = pytest.mark.usefixtures("db_session", "fresh_limits")
 # --- authentication --------------------------------------------------------------------------
 
 ADMIN_GETS = [

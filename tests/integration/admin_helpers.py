@@ -1,0 +1,33 @@
+"""Helpers shared by the admin tests: constants, CSRF tokens and logging in."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask.testing import FlaskClient
+
+PASSWORD = "correct horse battery"
+A_NUMBER, B_NUMBER = "+918047259725", "+918047250000"
+ALICE, BOB, CHITRA = "+919911278181", "+919911278182", "+919911278183"
+CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+
+def token(client: FlaskClient, path: str = "/admin/login") -> str:
+    found = CSRF_RE.search(client.get(path).get_data(as_text=True))
+    assert found, f"no CSRF token on {path}"
+    return found.group(1)
+
+
+def login(client: FlaskClient, email: str, password: str = PASSWORD, **kw: Any) -> Any:
+    return client.post(
+        "/admin/login",
+        data={"email": email, "password": password, "csrf_token": token(client)},
+        **kw,
+    )
+
+
+def as_user(client: FlaskClient, email: str) -> FlaskClient:
+    response = login(client, email)
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return client

@@ -1,0 +1,154 @@
+"""Importing organisers' lists: every row checked, a preview, then a merge without duplicates."""
+
+from __future__ import annotations
+
+import io
+import re
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from openpyxl import Workbook
+from sqlalchemy import func, select
+
+from signup.calls import services as calls
+from signup.errors import ValidationError
+from signup.extensions import db
+from signup.messaging.models import Message
+from signup.volunteers import erasure, importer
+from signup.volunteers.models import Volunteer
+from tests.integration.admin_helpers import as_user, token
+from tests.integration.factories import campaign, inbound
+
+pytestmark = pytest.mark.usefixtures("db_session", "fresh_limits")
+
+CSV = (
+    "Phone,Name,State,District,PIN code\n"
+    "099112 78190,आशा देवी,,,800001\n"  # state and district from the PIN code
+    "9.19911E+11,Damaged,,,\n"  # Excel lost the digits
+    "919911278191,Ravi,Kerala,Kochi,\n"
+    "+91 99112 78190,Again,,,\n"  # the same number as row 2
+    "hello,Nobody,,,\n"
+    "+919911278181,Alice Updated,Goa,,\n"  # already a volunteer (from world)
+    "9911278192,Meena,,,999999\n"  # unknown PIN code
+    ",,,,\n"
+)
+
+
+def test_check_reports_an_error_per_bad_row() -> None:
+    rows = importer.check(CSV.encode(), "list.csv")
+    errors = {row.line: row.error for row in rows if row.error}
+    assert set(errors) == {3, 5, 6, 8}
+    assert "damaged by Excel" in (errors[3] or "")
+    assert "earlier row" in (errors[5] or "")
+    assert "not a phone number" in (errors[6] or "")
+    assert "PIN code 999999 is unknown" in (errors[8] or "")
+    first = rows[0]
+    assert (first.phone, first.name, first.state, first.district) == (
+        "+919911278190",
+        "आशा देवी",
+        "Bihar",
+        "Patna",
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "error"),
+    [
+        (b"name,state\nA,B\n", "x.csv", "phone column"),
+        (b"", "x.csv", "empty"),
+        (b"phone\n", "x.csv", "no rows"),
+        (b"phone\n99112\xff\n", "x.csv", "UTF-8"),
+        (b"phone\n1\n", "x.pdf", ".csv or .xlsx"),
+        (b"not a zip", "x.xlsx", "readable .xlsx"),
+    ],
+)
+def test_unusable_files_are_refused_with_one_line(data: bytes, name: str, error: str) -> None:
+    with pytest.raises(ValidationError, match=error):
+        importer.check(data, name)
+
+
+def test_xlsx_numbers_keep_every_digit() -> None:
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["Mobile", "Name"])
+    sheet.append([919911278193, "From a number cell"])
+    sheet.append(["099112 78194", "From a text cell"])
+    sheet.append(["9.19911E+11", "Damaged text"])
+    buffer = io.BytesIO()
+    book.save(buffer)
+    rows = importer.check(buffer.getvalue(), "list.xlsx")
+    assert [r.phone for r in rows] == ["+919911278193", "+919911278194", None]
+    assert rows[2].error and "damaged by Excel" in rows[2].error
+
+
+def test_erased_people_are_not_re_added() -> None:
+    campaign()
+    calls.process_call(inbound("+919911278195").id)
+    erasure.erase("+919911278195")
+    [row] = importer.check(b"phone\n9911278195\n", "x.csv")
+    assert row.error == "this person asked to be erased"
+
+
+def upload(client: FlaskClient, data: bytes, name: str) -> Any:
+    return client.post(
+        "/admin/import",
+        data={"csrf_token": token(client, "/admin/import"), "file": (io.BytesIO(data), name)},
+        content_type="multipart/form-data",
+    )
+
+
+def test_preview_then_merge_without_duplicates_or_sms(
+    client: FlaskClient, world: dict[str, Any]
+) -> None:
+    as_user(client, "org@x.org")
+    messages_before = db.session.scalar(select(func.count()).select_from(Message))
+    response = upload(client, CSV.encode(), "list.csv")
+    assert response.status_code == 302
+    preview_url = response.headers["Location"]
+    preview = client.get(preview_url).get_data(as_text=True)
+    assert "4 will be skipped" in preview and "damaged by Excel" in preview
+    assert db.session.scalar(select(func.count()).select_from(Volunteer)) == 3  # nothing yet
+    confirmed = client.post(preview_url, data={"csrf_token": token(client, preview_url)})
+    assert confirmed.status_code == 302
+    people = {v.phone: v for v in db.session.scalars(select(Volunteer))}
+    assert len(people) == 5
+    assert people["+919911278190"].status == "imported"
+    assert people["+919911278190"].call_count == 0
+    assert people["+919911278181"].status == "active"  # existing: blanks filled, never replaced
+    assert people["+919911278181"].state == "Bihar" and people["+919911278181"].name == (
+        "Alice Updated"
+    )
+    assert db.session.scalar(select(func.count()).select_from(Message)) == messages_before
+    again = client.post(
+        preview_url, data={"csrf_token": token(client, preview_url)}, follow_redirects=True
+    )
+    assert "already been imported" in again.get_data(as_text=True)
+    audit = client.get("/admin/audit")  # organisers cannot read the audit log
+    assert audit.status_code == 403
+
+
+def test_an_imported_person_who_calls_becomes_active(
+    client: FlaskClient, world: dict[str, Any]
+) -> None:
+    importer.merge(importer.check(b"phone\n9911278196\n", "x.csv"))
+    result = calls.process_call(inbound("+919911278196", "+918047259725").id)
+    assert result is not None and len(result.message_ids) == 1  # now they consented: onboarding
+    volunteer = db.session.scalar(select(Volunteer).where(Volunteer.phone == "+919911278196"))
+    assert volunteer is not None and volunteer.status == "active" and volunteer.call_count == 1
+
+
+@pytest.mark.parametrize("email", ["view@x.org", "org-b@x.org"])
+def test_viewers_and_scoped_accounts_cannot_import(
+    client: FlaskClient, world: dict[str, Any], email: str
+) -> None:
+    as_user(client, email)
+    assert client.get("/admin/import").status_code == 403
+
+
+def test_a_bad_file_is_a_clear_400(client: FlaskClient, world: dict[str, Any]) -> None:
+    as_user(client, "org@x.org")
+    response = upload(client, b"name\nA\n", "list.csv")
+    assert response.status_code == 400
+    assert re.search(r"phone column", response.get_data(as_text=True))
