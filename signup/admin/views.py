@@ -32,6 +32,8 @@ from signup.logs import event
 from signup.messaging.tasks import send_message
 from signup.phones import mask, normalise
 from signup.tasking import publish
+from signup.users import services as user_services
+from signup.users.models import User
 from signup.volunteers.export import CsvExport, VolunteerFilter
 
 bp = Blueprint(
@@ -373,3 +375,84 @@ def import_preview(batch_id: int) -> BaseResponse | str:
         form=form,
         good=len(rows) - len(bad),
     )
+
+
+def _user_form_values() -> dict[str, Any]:
+    form = request.form
+    return {
+        "role": form.get("role", ""),
+        "active": form.get("active") == "on",
+        "campaign_ids": [int(c) for c in form.getlist("campaigns") if c.isdigit()],
+        "states": form.get("states", "").split(","),
+    }
+
+
+@bp.route("/users", methods=["GET", "POST"])
+@auth.require(lambda access: access.is_admin)
+def users() -> BaseResponse | str | tuple[str, int]:
+    """Admins list accounts and create new ones (with their role and scope)."""
+    form = ConfirmForm()
+    error = None
+    if request.method == "POST":
+        if not form.validate_on_submit():
+            abort(400)
+        values = _user_form_values()
+        try:
+            created = user_services.create_user(
+                email=request.form.get("email", ""),
+                role=values["role"],
+                password=request.form.get("password", ""),
+            )
+            user_services.update_user(
+                created,
+                active=True,
+                acting_user_id=auth.current_access().user_id,
+                **{k: values[k] for k in ("role", "campaign_ids", "states")},
+            )
+            services.audit(
+                auth.current_access(), "user_create", {"user": created.id, "role": created.role}
+            )
+            db.session.commit()
+        except ValidationError as exc:
+            db.session.rollback()
+            error = str(exc)
+        else:
+            flash(f"Created {created.email}.", "info")
+            return redirect(url_for("admin.users"))
+    accounts = [(u, *user_services.scope_of(u)) for u in user_services.list_users()]
+    page = render_template(
+        "admin/users.html",
+        accounts=accounts,
+        form=form,
+        error=error,
+        campaigns=campaigns.list_campaigns(),
+        access=auth.current_access(),
+    )
+    return (page, 400) if error else page
+
+
+@bp.post("/users/<int:user_id>")
+@auth.require(lambda access: access.is_admin)
+def user_update(user_id: int) -> BaseResponse:
+    """Admins change an account's role, status and scope."""
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    account = db.session.get(User, user_id)
+    if account is None:
+        abort(404)
+    try:
+        user_services.update_user(
+            account, acting_user_id=auth.current_access().user_id, **_user_form_values()
+        )
+        services.audit(
+            auth.current_access(),
+            "user_update",
+            {"user": account.id, "role": account.role, "active": account.active},
+        )
+        db.session.commit()
+    except ValidationError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+    else:
+        flash(f"Saved {account.email}.", "info")
+    return redirect(url_for("admin.users"))

@@ -6,11 +6,11 @@ import re
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from signup.errors import ValidationError
 from signup.extensions import db
-from signup.users.models import Role, User
+from signup.users.models import Role, User, UserCampaign, UserState
 
 # OWASP's Argon2id guidance: at least 19 MiB of memory, 2 iterations, 1 degree of parallelism.
 HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
@@ -41,3 +41,44 @@ def check_password(user: User, password: str) -> bool:
         return HASHER.verify(user.password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+def list_users() -> list[User]:
+    """Every account, by email."""
+    return list(db.session.scalars(select(User).order_by(User.email)))
+
+
+def scope_of(user: User) -> tuple[list[int], list[str]]:
+    """The campaign ids and states an account is limited to (empty: all)."""
+    campaigns = list(
+        db.session.scalars(select(UserCampaign.campaign_id).where(UserCampaign.user_id == user.id))
+    )
+    states = list(
+        db.session.scalars(
+            select(UserState.state).where(UserState.user_id == user.id).order_by(UserState.state)
+        )
+    )
+    return campaigns, states
+
+
+def update_user(
+    user: User,
+    *,
+    role: str,
+    active: bool,
+    campaign_ids: list[int],
+    states: list[str],
+    acting_user_id: int,
+) -> None:
+    """Change an account's role, status and scope; an admin cannot lock themselves out."""
+    if role not in {r.value for r in Role}:
+        raise ValidationError(f"role must be one of {', '.join(r.value for r in Role)}")
+    if user.id == acting_user_id and (role != Role.ADMIN or not active):
+        raise ValidationError("you cannot remove your own admin role or deactivate yourself")
+    cleaned_states = sorted({s.strip()[:64] for s in states if s.strip()})
+    user.role, user.active = role, active
+    db.session.execute(delete(UserCampaign).where(UserCampaign.user_id == user.id))
+    db.session.execute(delete(UserState).where(UserState.user_id == user.id))
+    db.session.add_all([UserCampaign(user_id=user.id, campaign_id=c) for c in set(campaign_ids)])
+    db.session.add_all([UserState(user_id=user.id, state=s) for s in cleaned_states])
+    db.session.flush()

@@ -31,3 +31,15 @@ def as_user(client: FlaskClient, email: str) -> FlaskClient:
     response = login(client, email)
     assert response.status_code == 302, response.get_data(as_text=True)
     return client
+
+
+def new_request_globals() -> None:
+    """Forget what the last request left on `g` (login, CSRF, access).
+
+    A test's app context outlives its requests, so `g` would carry one client's session
+    into another's request; a real request always starts with an empty `g`.
+    """
+    from flask import g
+
+    for name in ("csrf_token", "_login_user", "access"):
+        g.pop(name, None)

@@ -26,6 +26,7 @@ from tests.integration.admin_helpers import (
     PASSWORD,
     as_user,
     login,
+    new_request_globals,
     token,
 )
 from tests.integration.factories import inbound
@@ -468,3 +469,97 @@ def test_a_pin_code_fills_state_and_district(client: FlaskClient, world: dict[st
         page, data={"pincode": "999999", "csrf_token": token(client, page)}, follow_redirects=True
     )
     assert "not in India Post" in unknown.get_data(as_text=True)
+
+
+# --- user management ---------------------------------------------------------------------------
+
+
+def test_admin_creates_a_scoped_account_that_can_log_in(
+    client: FlaskClient, world: dict[str, Any]
+) -> None:
+    from signup.users.models import User
+
+    as_user(client, "admin@x.org")
+    response = client.post(
+        "/admin/users",
+        data={
+            "email": "district@x.org",
+            "password": "a long enough password",
+            "role": "viewer",
+            "campaigns": [str(world["b"].id)],
+            "states": "Kerala, ",
+            "csrf_token": token(client, "/admin/users"),
+        },
+    )
+    assert response.status_code == 302
+    created = db.session.scalar(select(User).where(User.email == "district@x.org"))
+    assert created is not None and created.role == "viewer"
+    client.post("/admin/logout", data={"csrf_token": token(client, "/admin/volunteers")})
+    assert login(client, "district@x.org", "a long enough password").status_code == 302
+    listed = rows_of(client.get("/admin/volunteers").get_data(as_text=True))
+    assert listed == {str(world["ids"][BOB])}  # campaign b and Kerala
+
+
+def test_admin_deactivates_an_account_and_its_session_ends(
+    app: Flask, world: dict[str, Any]
+) -> None:
+    from signup.users.models import User
+
+    organiser = app.test_client()
+    as_user(organiser, "org@x.org")
+    new_request_globals()
+    admin = app.test_client()
+    as_user(admin, "admin@x.org")
+    account = db.session.scalar(select(User).where(User.email == "org@x.org"))
+    assert account is not None
+    admin.post(
+        f"/admin/users/{account.id}",
+        data={"role": "organiser", "csrf_token": token(admin, "/admin/users")},
+    )  # active unticked
+    new_request_globals()
+    assert organiser.get("/admin/volunteers").status_code == 302
+    new_request_globals()
+    assert login(organiser, "org@x.org").status_code == 200  # refused like a wrong password
+
+
+def test_an_admin_cannot_lock_themselves_out(client: FlaskClient, world: dict[str, Any]) -> None:
+    from signup.users.models import User
+
+    as_user(client, "admin@x.org")
+    me = db.session.scalar(select(User).where(User.email == "admin@x.org"))
+    assert me is not None
+    page = client.post(
+        f"/admin/users/{me.id}",
+        data={"role": "viewer", "active": "on", "csrf_token": token(client, "/admin/users")},
+        follow_redirects=True,
+    )
+    assert "cannot remove your own admin role" in page.get_data(as_text=True)
+    db.session.refresh(me)
+    assert me.role == "admin"
+
+
+def test_bad_new_account_is_refused(client: FlaskClient, world: dict[str, Any]) -> None:
+    as_user(client, "admin@x.org")
+    response = client.post(
+        "/admin/users",
+        data={
+            "email": "x@x.org",
+            "password": "short",
+            "role": "viewer",
+            "csrf_token": token(client, "/admin/users"),
+        },
+    )
+    assert response.status_code == 400 and "at least 12" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("email", ["org@x.org", "view@x.org"])
+def test_only_admins_manage_users(client: FlaskClient, world: dict[str, Any], email: str) -> None:
+    as_user(client, email)
+    assert client.get("/admin/users").status_code == 403
+    assert (
+        client.post(
+            "/admin/users/1",
+            data={"role": "admin", "csrf_token": token(client, "/admin/volunteers")},
+        ).status_code
+        == 403
+    )
