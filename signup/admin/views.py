@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 from urllib.parse import urlparse
+from zoneinfo import ZoneInfo
 
 from flask import (
     Blueprint,
@@ -23,12 +24,15 @@ from flask import (
 from flask_login import login_user, logout_user
 from werkzeug.wrappers import Response as BaseResponse
 
+from signup import clock
 from signup.admin import auth, dashboard, imports, services
 from signup.admin.forms import ConfirmForm, LoginForm, VolunteerForm
 from signup.campaigns import services as campaigns
 from signup.errors import ValidationError
 from signup.extensions import db, limiter
 from signup.logs import event
+from signup.messaging import segments, texts
+from signup.messaging.models import MessageKind
 from signup.messaging.tasks import send_message
 from signup.phones import mask, normalise
 from signup.tasking import publish
@@ -456,3 +460,134 @@ def user_update(user_id: int) -> BaseResponse:
     else:
         flash(f"Saved {account.email}.", "info")
     return redirect(url_for("admin.users"))
+
+
+CAMPAIGN_FIELDS = (
+    "name",
+    "number",
+    "optout_number",
+    "language",
+    "sms_text",
+    "optout_text",
+    "help_text",
+    "quiet_hours",
+)
+
+
+def _campaign_values() -> dict[str, str | None]:
+    return {key: (request.form.get(key) or "").strip() or None for key in CAMPAIGN_FIELDS}
+
+
+@bp.route("/campaigns", methods=["GET", "POST"])
+@auth.require(lambda access: access.is_admin)
+def campaigns_page() -> BaseResponse | str | tuple[str, int]:
+    """Admins list campaigns and create new ones."""
+    form = ConfirmForm()
+    error = None
+    if request.method == "POST":
+        if not form.validate_on_submit():
+            abort(400)
+        values = _campaign_values()
+        try:
+            created = campaigns.create_campaign(
+                slug=request.form.get("slug", ""),
+                name=values["name"] or "",
+                number=values["number"] or "",
+                optout_number=values["optout_number"],
+                language=values["language"] or "en",
+                sms_text=values["sms_text"],
+                optout_text=values["optout_text"],
+                help_text=values["help_text"],
+                quiet_hours=values["quiet_hours"],
+            )
+            services.audit(auth.current_access(), "campaign_create", {"campaign": created.slug})
+            db.session.commit()
+        except ValidationError as exc:
+            db.session.rollback()
+            error = str(exc)
+        else:
+            return redirect(url_for("admin.campaign_page", slug=created.slug))
+    page = render_template(
+        "admin/campaigns.html",
+        items=campaigns.list_campaigns(),
+        form=form,
+        error=error,
+        access=auth.current_access(),
+    )
+    return (page, 400) if error else page
+
+
+@bp.route("/campaigns/<slug>", methods=["GET", "POST"])
+@auth.require(lambda access: access.is_admin)
+def campaign_page(slug: str) -> BaseResponse | str | tuple[str, int]:
+    """Admins change a campaign, its DLT registration and templates, and its blackouts."""
+    campaign = campaigns.get_by_slug(slug)
+    if campaign is None:
+        abort(404)
+    form = ConfirmForm()
+    if request.method == "POST":
+        if not form.validate_on_submit():
+            abort(400)
+        try:
+            _apply_campaign_change(campaign, request.form.get("action", "settings"))
+            db.session.commit()
+        except ValidationError as exc:
+            db.session.rollback()
+            flash(str(exc), "error")
+        else:
+            flash("Saved.", "info")
+        return redirect(url_for("admin.campaign_page", slug=slug))
+    texts_shown = campaign_texts(campaign)
+    return render_template(
+        "admin/campaign.html",
+        campaign=campaign,
+        form=form,
+        texts=texts_shown,
+        templates=campaigns.templates(campaign),
+        blackouts=campaigns.blackouts(campaign.id, clock.now()),
+        access=auth.current_access(),
+    )
+
+
+def _apply_campaign_change(campaign: Any, action: str) -> None:
+    form = request.form
+    access = auth.current_access()
+    if action == "settings":
+        campaigns.update_campaign(campaign, **_campaign_values())
+    elif action == "dlt":
+        campaigns.set_dlt(
+            campaign, entity_id=form.get("entity_id", ""), header=form.get("header", "")
+        )
+    elif action == "template":
+        campaigns.set_template(
+            campaign,
+            kind=form.get("kind", ""),
+            template_id=form.get("template_id", ""),
+            text=form.get("text", ""),
+        )
+    elif action == "blackout":
+        try:
+            starts = datetime.fromisoformat(form.get("starts_at", ""))
+            ends = datetime.fromisoformat(form.get("ends_at", ""))
+        except ValueError:
+            raise ValidationError("blackout times must look like 2026-05-01T18:00") from None
+        zone = ZoneInfo(current_app.config["SIGNUP_TIMEZONE"])
+        campaigns.add_blackout(
+            campaign,
+            starts_at=starts.replace(tzinfo=starts.tzinfo or zone),
+            ends_at=ends.replace(tzinfo=ends.tzinfo or zone),
+            reason=form.get("reason"),
+        )
+    else:
+        abort(400)
+    services.audit(access, f"campaign_{action}", {"campaign": campaign.slug})
+
+
+def campaign_texts(campaign: Any) -> list[tuple[str, str, Any]]:
+    """Each SMS the campaign sends, rendered, with its segment count."""
+    kinds = [MessageKind.ONBOARDING, MessageKind.OPTOUT_CONFIRMATION, MessageKind.HELP]
+    shown = []
+    for kind in kinds:
+        body = texts.render(kind, campaign)
+        shown.append((kind.value.replace("_", " "), body, segments.count(body)))
+    return shown

@@ -563,3 +563,166 @@ def test_only_admins_manage_users(client: FlaskClient, world: dict[str, Any], em
         ).status_code
         == 403
     )
+
+
+# --- campaigns ---------------------------------------------------------------------------------
+
+
+def campaign_form(**values: str) -> dict[str, str]:
+    form = {
+        "name": "Gamma",
+        "number": "080 4725 1111",
+        "optout_number": "",
+        "language": "hi",
+        "quiet_hours": "",
+        "sms_text": "",
+        "optout_text": "",
+        "help_text": "",
+    }
+    form.update(values)
+    return form
+
+
+def test_admin_creates_and_changes_a_campaign(client: FlaskClient, world: dict[str, Any]) -> None:
+    from signup.campaigns.models import Campaign
+
+    as_user(client, "admin@x.org")
+    created = client.post(
+        "/admin/campaigns",
+        data={"slug": "gamma", **campaign_form(), "csrf_token": token(client, "/admin/campaigns")},
+    )
+    assert created.status_code == 302 and created.headers["Location"] == "/admin/campaigns/gamma"
+    page = client.get("/admin/campaigns/gamma").get_data(as_text=True)
+    assert "UCS-2" in page and "notice v1" in page and "segments.js" in page
+    changed = client.post(
+        "/admin/campaigns/gamma",
+        data={
+            "action": "settings",
+            **campaign_form(
+                language="en",
+                optout_number="08047251112",
+                sms_text="{campaign}: welcome! Leave: missed call {optout_number}.",
+            ),
+            "csrf_token": token(client, "/admin/campaigns/gamma"),
+        },
+        follow_redirects=True,
+    )
+    html = changed.get_data(as_text=True)
+    assert "Saved." in html and "notice v2" in html
+    assert "Gamma: welcome! Leave: missed call +918047251112." in html
+    gamma = db.session.scalar(select(Campaign).where(Campaign.slug == "gamma"))
+    assert gamma is not None and gamma.optout_number == "+918047251112"
+
+
+def test_campaign_errors_are_shown_and_change_nothing(
+    client: FlaskClient, world: dict[str, Any]
+) -> None:
+    as_user(client, "admin@x.org")
+    taken = client.post(
+        "/admin/campaigns",
+        data={
+            "slug": "dup",
+            **campaign_form(number=A_NUMBER),
+            "csrf_token": token(client, "/admin/campaigns"),
+        },
+    )
+    assert taken.status_code == 400 and "already belongs to campaign" in taken.get_data(
+        as_text=True
+    )
+    mismatch = client.post(
+        "/admin/campaigns/a",
+        data={
+            "action": "template",
+            "kind": "onboarding",
+            "template_id": "1107160000000012345",
+            "text": "Hello {#var#}",
+            "csrf_token": token(client, "/admin/campaigns/a"),
+        },
+        follow_redirects=True,
+    )
+    assert "would not match" in mismatch.get_data(as_text=True)
+
+
+def test_admin_adds_a_blackout_in_local_time(client: FlaskClient, world: dict[str, Any]) -> None:
+    from signup.campaigns.models import Blackout
+
+    as_user(client, "admin@x.org")
+    client.post(
+        "/admin/campaigns/a",
+        data={
+            "action": "blackout",
+            "starts_at": "2030-05-01T18:00",
+            "ends_at": "2030-05-03T18:00",
+            "reason": "poll",
+            "csrf_token": token(client, "/admin/campaigns/a"),
+        },
+    )
+    blackout = db.session.scalar(select(Blackout))
+    assert blackout is not None
+    assert blackout.starts_at.isoformat() == "2030-05-01T12:30:00+00:00"  # 18:00 in India
+    assert "2030-05-01 18:00" in client.get("/admin/campaigns/a").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("email", ["org@x.org", "view@x.org"])
+def test_only_admins_manage_campaigns(
+    client: FlaskClient, world: dict[str, Any], email: str
+) -> None:
+    as_user(client, email)
+    assert client.get("/admin/campaigns").status_code == 403
+    assert client.get("/admin/campaigns/a").status_code == 403
+
+
+def test_the_live_segment_counter_agrees_with_the_server(tmp_path: Any) -> None:
+    """Run segments.js in Chromium's JavaScript engine against segments.count."""
+    import json
+    import subprocess
+    from pathlib import Path
+
+    from signup.messaging.segments import count
+
+    samples = [
+        "",
+        "a" * 160,
+        "a" * 161,
+        "{" * 81,
+        "€" + "a" * 159,
+        "न" * 70,
+        "न" * 135,
+        "Jan Seva: join us",
+    ]
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("Debian's chromium is not installed (make test installs it)")
+    script = Path("signup/admin/static/segments.js").read_text()
+    html = (
+        "<html><body>"
+        + "".join(
+            f'<textarea data-segments id="t{i}">{s}</textarea>' for i, s in enumerate(samples)
+        )
+        + f"<script>{script}</script><script>document.addEventListener('DOMContentLoaded',"
+        "()=>{document.title=JSON.stringify([...document.querySelectorAll('small.segments')]"
+        ".map(e=>e.textContent))})</script></body></html>"
+    )
+    page = tmp_path / "segments.html"
+    page.write_text(html, encoding="utf-8")
+    result = subprocess.run(
+        [
+            "/usr/bin/chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    title = re.search(r"<title>(.*?)</title>", result.stdout, re.S)
+    assert title, result.stderr[-500:]
+    shown = json.loads(title.group(1).replace("&quot;", '"'))
+    for sample, text in zip(samples, shown, strict=True):
+        expected = count(sample)
+        assert text.startswith(
+            f"{expected.encoding} · {expected.units} characters · {expected.segments} segment"
+        ), (sample[:10], text)
