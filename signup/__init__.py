@@ -43,6 +43,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         if db.engine.dialect.name == "sqlite":
             sa_event.listen(db.engine, "connect", _sqlite_pragmas)
 
+    from signup.calls.spool import Replayer, Spool
     from signup.messaging import ratelimit
     from signup.messaging.providers import build_sender
     from signup.tasking import Nudger, celery_init_app, publish
@@ -56,6 +57,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     relay = celery_app.tasks["signup.calls.tasks.relay_calls"]  # bound to this app's broker
     app.extensions["relay_nudger"] = Nudger(lambda: publish(relay))
+    spool = Spool(Path(app.instance_path) / "spool", app.config.get("REDIS_URL"))
+    app.extensions["call_spool"] = spool
+    app.extensions["spool_replayer"] = Replayer(app, spool)
+    if spool.pending_files():  # calls kept while the database was away, before a restart
+        app.extensions["spool_replayer"].wake()
 
     _register_blueprints(app)
     _register_cli(app)

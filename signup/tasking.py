@@ -43,6 +43,11 @@ def celery_config(app: Flask) -> dict[str, Any]:
                 "schedule": 2.0,
                 "options": {"expires": 10},
             },
+            "replay-spool": {
+                "task": "signup.calls.tasks.replay_spool",
+                "schedule": 5.0,
+                "options": {"expires": 10},
+            },
             "purge-raw-caller-strings": {
                 "task": "signup.calls.tasks.purge_raw_caller_strings",
                 "schedule": 3600.0,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import func, or_, select, update
@@ -34,8 +34,11 @@ class Processed:
     message_ids: list[int] = field(default_factory=list)
 
 
-def record_inbound(inbound: InboundCall) -> bool:
-    """Insert the call unless its provider id is known; True when it is new (flushes only)."""
+def record_inbound(inbound: InboundCall, received_at: datetime | None = None) -> bool:
+    """Insert the call unless its provider id is known; True when it is new (flushes only).
+
+    `received_at` is given when a spooled call is replayed, so it keeps its real time.
+    """
     caller = normalise(inbound.from_raw)
     called = normalise(inbound.to_raw)
     stmt = (
@@ -50,7 +53,7 @@ def record_inbound(inbound: InboundCall) -> bool:
             called=called.e164,
             state=CallState.PENDING,
             attempts=0,
-            received_at=clock.now(),
+            received_at=received_at or clock.now(),
         )
         .on_conflict_do_nothing(index_elements=["provider", "provider_call_id"])
         .returning(Call.id)

@@ -50,3 +50,10 @@ def process_calls(call_ids: list[int]) -> int:
 def purge_raw_caller_strings() -> int:
     """Data retention: remove raw caller strings older than CALL_RAW_RETENTION_DAYS."""
     return services.purge_raw_strings(current_app.config["CALL_RAW_RETENTION_DAYS"])
+
+
+@shared_task(name="signup.calls.tasks.replay_spool", ignore_result=True)
+def replay_spool() -> int:
+    """Record calls that web processes kept in Redis while the database was away."""
+    spooled: int = current_app.extensions["call_spool"].replay_redis()
+    return spooled

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from flask import Blueprint, Response, abort, current_app, request
 from sqlalchemy.exc import SQLAlchemyError
 
+from signup import clock
 from signup.calls import services
-from signup.calls.providers import PROVIDERS, CallProvider
+from signup.calls.providers import PROVIDERS, CallProvider, InboundCall
 from signup.extensions import db
 from signup.logs import event
 from signup.phones import mask, normalise
@@ -19,6 +21,7 @@ log = logging.getLogger(__name__)
 
 def _handle(provider: CallProvider) -> Response:
     inbound = provider.parse(request)  # never raises; read first so a refusal can be logged
+    received_at = clock.now()
     if not provider.verify(request):
         event(
             log,
@@ -31,23 +34,44 @@ def _handle(provider: CallProvider) -> Response:
         )
         abort(403)
     try:
-        created = services.record_inbound(inbound)
+        created = services.record_inbound(inbound, received_at)
         db.session.commit()
     except SQLAlchemyError as exc:
-        # An error answer makes the provider pick up and bill the caller: still reject.
+        # An error answer makes the provider pick up and bill the caller: keep the call in the
+        # spool and still reject.
         db.session.rollback()
-        event(
-            log,
-            logging.ERROR,
-            "call.record_failed",
-            provider=provider.name,
-            call_id=inbound.provider_call_id,
-            error=type(exc).__name__,
-        )
+        _spool(provider.name, inbound, received_at, exc)
         return provider.answer()
     if created and current_app.config.get("RELAY_NUDGE"):
         current_app.extensions["relay_nudger"].nudge()
     return provider.answer()
+
+
+def _spool(provider: str, inbound: InboundCall, received_at: datetime, exc: Exception) -> None:
+    try:
+        where = current_app.extensions["call_spool"].put(inbound, received_at)
+    except OSError as spool_error:
+        event(
+            log,
+            logging.CRITICAL,
+            "call.lost",
+            provider=provider,
+            call_id=inbound.provider_call_id,
+            error=type(exc).__name__,
+            spool_error=type(spool_error).__name__,
+        )
+        return
+    if where == "file":
+        current_app.extensions["spool_replayer"].wake()
+    event(
+        log,
+        logging.ERROR,
+        "call.spooled",
+        provider=provider,
+        call_id=inbound.provider_call_id,
+        spool=where,
+        error=type(exc).__name__,
+    )
 
 
 @bp.post("/webhooks/twilio/voice")

@@ -195,14 +195,22 @@ def test_database_error_still_answers_reject(
 
     from signup.calls import services
 
-    def broken(_inbound: object) -> bool:
+    def broken(_inbound: object, _received_at: object = None) -> bool:
         raise OperationalError("INSERT", {}, Exception("connection refused"))
 
     monkeypatch.setattr(services, "record_inbound", broken)
     with caplog.at_level(logging.ERROR):
         response = post_signed(client, PATH, call_params(SID, "+919911278181", "+918047259725"))
     assert_reject(response)
-    assert any(r.getMessage() == "call.record_failed" for r in caplog.records)
+    assert any(r.getMessage() == "call.spooled" for r in caplog.records)
+    import redis
+
+    from signup.calls.spool import REDIS_KEY
+    from tests.helpers import REDIS_URL
+
+    spooled = redis.Redis.from_url(REDIS_URL)
+    assert spooled.llen(REDIS_KEY) == 1  # kept for the replay once the database is back
+    spooled.delete(REDIS_KEY)
 
 
 def test_many_distinct_calls_each_recorded(client: FlaskClient) -> None:
