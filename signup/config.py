@@ -80,8 +80,12 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "SIGNUP_TIMEZONE": _env("SIGNUP_TIMEZONE", "Asia/Kolkata"),
         "SMS_MAX_ATTEMPTS": _int_env("SMS_MAX_ATTEMPTS", 8),
         "SMS_HTTP_TIMEOUT": float(_env("SMS_HTTP_TIMEOUT", "10") or 10),
+        "SMS_SENDING_STALE_SECONDS": _int_env("SMS_SENDING_STALE_SECONDS", 600),
+        "SMS_REQUEUE_AFTER": _int_env("SMS_REQUEUE_AFTER", 120),
         "RELAY_BATCH_SIZE": _int_env("RELAY_BATCH_SIZE", 500),
         "RELAY_NUDGE": _bool_env("RELAY_NUDGE", True),
+        "RELAY_REQUEUE_AFTER": _int_env("RELAY_REQUEUE_AFTER", 300),
+        "RELAY_MAX_IN_FLIGHT": _int_env("RELAY_MAX_IN_FLIGHT", 20000),
         "LOG_FORMAT": _env("LOG_FORMAT", "json" if environment != "development" else "text"),
         "LOG_LEVEL": _env("LOG_LEVEL", "INFO"),
         "MAX_CONTENT_LENGTH": _int_env("MAX_REQUEST_BYTES", 64 * 1024),
@@ -133,6 +137,8 @@ def finalise(config: dict[str, Any]) -> None:
         raise ConfigError(
             f"SIGNUP_TIMEZONE: unknown time zone {config['SIGNUP_TIMEZONE']!r}"
         ) from exc
+    if float(config["SMS_SENDING_STALE_SECONDS"]) <= float(config["SMS_HTTP_TIMEOUT"]):
+        raise ConfigError("SMS_SENDING_STALE_SECONDS must be longer than SMS_HTTP_TIMEOUT")
     if float(config.get("SMS_RATE_PER_SECOND") or 0) <= 0:
         raise ConfigError("SMS_RATE_PER_SECOND must be above 0")
     if not config.get("SMS_RATE_BURST"):

@@ -55,7 +55,7 @@ def celery_config(app: Flask) -> dict[str, Any]:
             },
             "sweep-messages": {
                 "task": "signup.messaging.tasks.sweep_stale_messages",
-                "schedule": 60.0,
+                "schedule": float(min(60, app.config.get("SMS_SENDING_STALE_SECONDS") or 60)),
                 "options": {"expires": 60},
             },
         },

@@ -28,8 +28,7 @@ def relay_calls() -> int:
 
 @shared_task(name="signup.calls.tasks.process_calls", ignore_result=True, acks_late=True)
 def process_calls(call_ids: list[int]) -> int:
-    """Process each call in its own transaction, then publish the SMS it created."""
-    to_send: list[int] = []
+    """Process each call in its own transaction and publish its SMS right after the commit."""
     for call_id in call_ids:
         try:
             result = services.process_call(call_id)
@@ -39,10 +38,8 @@ def process_calls(call_ids: list[int]) -> int:
             services.record_failure(call_id, exc)
             db.session.commit()
             continue
-        if result is not None:
-            to_send.extend(result.message_ids)
-    for message_id in to_send:
-        publish(send_message, message_id)  # if this fails, relay_messages picks it up
+        for message_id in result.message_ids if result is not None else []:
+            publish(send_message, message_id)  # if this fails, relay_messages picks it up
     return len(call_ids)
 
 

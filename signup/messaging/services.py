@@ -35,8 +35,8 @@ log = logging.getLogger(__name__)
 
 BACKOFF_BASE = 2.0  # seconds before the first retry
 BACKOFF_CAP = 600.0  # never wait more than ten minutes between tries
-QUEUED_STALE_AFTER = timedelta(minutes=2)  # a published task that never ran is published again
-SENDING_STALE_AFTER = timedelta(minutes=10)  # a worker that died mid-send leaves this behind
+QUEUED_STALE_AFTER = timedelta(minutes=2)  # default of SMS_REQUEUE_AFTER
+SENDING_STALE_AFTER = timedelta(minutes=10)  # default of SMS_SENDING_STALE_SECONDS
 
 # Provider-reported states in the order they can happen; callbacks never move a message back.
 STATUS_RANK = {
@@ -117,7 +117,7 @@ def claim_due(limit: int) -> list[int]:
             or_(
                 (Message.status == MessageStatus.PENDING) & (Message.next_attempt_at <= at),
                 (Message.status == MessageStatus.QUEUED)
-                & (Message.queued_at < at - QUEUED_STALE_AFTER),
+                & (Message.queued_at < at - _requeue_after()),
             )
         )
         .order_by(Message.next_attempt_at)
@@ -168,6 +168,12 @@ def _defer(message_id: int, until: datetime, reason: str, *, undo_attempt: bool 
         until=until.isoformat(),
         reason=reason,
     )
+
+
+def _requeue_after() -> timedelta:
+    """A message queued this long ago was lost by the broker (or its worker): publish again."""
+    seconds = current_app.config.get("SMS_REQUEUE_AFTER")
+    return timedelta(seconds=float(seconds)) if seconds else QUEUED_STALE_AFTER
 
 
 def claim_for_sending(message_id: int) -> Message | None:
@@ -295,6 +301,12 @@ def _record_failure(message: Message, exc: SendError) -> DeliveryOutcome:
     return DeliveryOutcome(MessageStatus(message.status), opted_out=exc.opted_out)
 
 
+def sending_stale_after() -> timedelta:
+    """How long a send may take before a dead worker is assumed (longer than any HTTP timeout)."""
+    seconds = current_app.config.get("SMS_SENDING_STALE_SECONDS")
+    return timedelta(seconds=float(seconds)) if seconds else SENDING_STALE_AFTER
+
+
 def mark_stale_sending_unknown() -> int:
     """Flag messages a dead worker left in `sending`: they may have gone out, so never resend."""
     at = clock.now()
@@ -302,7 +314,7 @@ def mark_stale_sending_unknown() -> int:
         update(Message)
         .where(
             Message.status == MessageStatus.SENDING,
-            Message.sending_at < at - SENDING_STALE_AFTER,
+            Message.sending_at < at - sending_stale_after(),
         )
         .values(status=MessageStatus.UNKNOWN, updated_at=at)
     )

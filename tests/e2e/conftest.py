@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -28,12 +29,19 @@ class Worker:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool processes at once, as a crashed machine would."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
     def stop(self) -> None:
+        if self.process.poll() is not None:
+            return
         self.process.terminate()
         try:
             self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
 
 
@@ -80,7 +88,9 @@ def start_worker(
         if beat:
             args += ["-B", "-s", str(tmp_path / f"beat-{index}")]
         handle = log.open("wb")
-        process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
         worker = Worker(log, process)
         workers.append(worker)
         deadline = time.monotonic() + 60
