@@ -6,14 +6,15 @@ import base64
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import select, tuple_
 
 from signup import clock
 from signup.admin.access import Access
 from signup.admin.models import AuditEntry
+from signup.database import EPOCH, last_call_sort_key
 
 __all__ = [
     "Access",
@@ -43,7 +44,6 @@ from signup.volunteers.models import (
 )
 
 PAGE_SIZE = 50
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SORTS = ("joined", "oldest", "last_call")
 PINCODE_RE = re.compile(r"^[1-9]\d{5}$")
 LIST_COLUMNS = (
@@ -93,7 +93,7 @@ def list_page(
     if sort not in SORTS:
         raise ValidationError(f"sort must be one of {', '.join(SORTS)}")
     query = select(*LIST_COLUMNS).where(filters.condition())
-    last_call = func.coalesce(Volunteer.last_call_at, EPOCH)
+    last_call = last_call_sort_key(Volunteer.last_call_at)
     if sort == "joined":
         query = query.order_by(Volunteer.id.desc())
         if cursor:

@@ -15,6 +15,7 @@ from flask import current_app
 from sqlalchemy import ColumnElement, select
 
 from signup.campaigns.models import Campaign
+from signup.database import id_in
 from signup.errors import ValidationError
 from signup.extensions import db
 from signup.phones import normalise
@@ -37,6 +38,7 @@ COLUMNS = (
 )
 BOM = "\ufeff"
 BATCH = 5000
+MIN_NAME_SEARCH = 3  # shorter fragments match too much to use the trigram index
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -95,6 +97,10 @@ class VolunteerFilter:
             if phone.e164:
                 clause = clause & (Volunteer.phone == phone.e164)
             else:
+                if len(self.q.strip()) < MIN_NAME_SEARCH:
+                    raise ValidationError(
+                        f"search for a name with at least {MIN_NAME_SEARCH} characters"
+                    )
                 pattern = (
                     "%"
                     + self.q.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -119,7 +125,7 @@ def campaign_slugs(volunteer_ids: list[int]) -> dict[int, list[str]]:
     rows = db.session.execute(
         select(Subscription.volunteer_id, Campaign.slug)
         .join(Campaign, Campaign.id == Subscription.campaign_id)
-        .where(Subscription.volunteer_id.in_(volunteer_ids))
+        .where(id_in(Subscription.volunteer_id, volunteer_ids))
         .order_by(Campaign.slug)
     )
     for volunteer_id, slug in rows:

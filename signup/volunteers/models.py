@@ -45,9 +45,16 @@ class Volunteer(db.Model):  # type: ignore[name-defined]
     """One person, keyed by E.164 phone, however often and to whichever campaign they call."""
 
     __tablename__ = "volunteers"
+    # The list's last-call sort uses an expression index that a migration makes on PostgreSQL
+    # (ix_volunteers_last_call_sort); SQLAlchemy's metadata cannot describe it.
     __table_args__ = (
-        Index("ix_volunteers_last_call_at_id", "last_call_at", "id"),
         Index("ix_volunteers_state_district", "state", "district"),
+        Index(
+            "ix_volunteers_name_trgm",
+            "name",
+            postgresql_using="gin",
+            postgresql_ops={"name": "gin_trgm_ops"},
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -10,13 +10,16 @@ from flask import Flask
 from flask_migrate import downgrade, upgrade
 
 from signup import create_app
+from signup.database import EXPRESSION_INDEXES, include_object
 from signup.extensions import db
 from tests.helpers import base_config
 
 
 def _differences(app: Flask) -> list[object]:
     with app.app_context(), db.engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "include_object": include_object}
+        )
         return list(compare_metadata(context, db.metadata))
 
 
@@ -32,3 +35,21 @@ def test_sqlite_upgrade_downgrade_and_match(tmp_path: Path) -> None:
         downgrade(revision="base")
         upgrade()
     assert _differences(app) == []
+
+
+def test_expression_indexes_exist_with_their_definition(app: Flask) -> None:
+    """The indexes the metadata cannot describe are checked here instead."""
+    from sqlalchemy import text
+
+    with app.app_context(), db.engine.connect() as conn:
+        found = dict(
+            conn.execute(
+                text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'volunteers'")
+            ).all()
+        )
+    assert set(found) >= EXPRESSION_INDEXES
+    definition = found["ix_volunteers_last_call_sort"]
+    assert "COALESCE(last_call_at, '1970-01-01 00:00:00+00'::timestamp with time zone)" in (
+        definition
+    ) and definition.endswith(", id)")
+    assert "gin (name gin_trgm_ops)" in found["ix_volunteers_name_trgm"]
