@@ -35,7 +35,7 @@ def volunteers(output: str, campaign: str | None, status: str | None) -> None:
         raise click.ClickException(str(exc)) from exc
     if output == "-":
         for chunk in CsvExport(filters, timezone):
-            sys.stdout.buffer.write(chunk.encode("utf-8"))
+            sys.stdout.buffer.write(chunk)
         sys.stdout.buffer.flush()
         return
     target = Path(output)
@@ -44,7 +44,7 @@ def volunteers(output: str, campaign: str | None, status: str | None) -> None:
     stream = CsvExport(filters, timezone)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+        with os.fdopen(fd, "wb") as handle:
             for chunk in stream:
                 handle.write(chunk)
         os.replace(tmp, target)  # a failed export leaves no half-written file behind
