@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 
 from signup import clock
 from signup import database as dbx
@@ -34,6 +35,37 @@ class Processed:
     message_ids: list[int] = field(default_factory=list)
 
 
+_INSERT_COLUMNS = (
+    "provider",
+    "provider_call_id",
+    "from_raw",
+    "to_raw",
+    "caller",
+    "caller_kind",
+    "called",
+    "state",
+    "attempts",
+    "received_at",
+)
+_insert_statements: dict[str, Any] = {}
+
+
+def _insert_call_statement() -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING id, built once per dialect (the hot path)."""
+    dialect = dbx.dialect_name()
+    statement = _insert_statements.get(dialect)
+    if statement is None:
+        table = Call.__table__
+        statement = (
+            dbx.insert(table)
+            .values({name: bindparam(name) for name in _INSERT_COLUMNS})
+            .on_conflict_do_nothing(index_elements=["provider", "provider_call_id"])
+            .returning(table.c.id)
+        )
+        _insert_statements[dialect] = statement
+    return statement
+
+
 def record_inbound(inbound: InboundCall, received_at: datetime | None = None) -> bool:
     """Insert the call unless its provider id is known; True when it is new (flushes only).
 
@@ -41,24 +73,19 @@ def record_inbound(inbound: InboundCall, received_at: datetime | None = None) ->
     """
     caller = normalise(inbound.from_raw)
     called = normalise(inbound.to_raw)
-    stmt = (
-        dbx.insert(Call)
-        .values(
-            provider=inbound.provider,
-            provider_call_id=inbound.provider_call_id,
-            from_raw=clip(inbound.from_raw),
-            to_raw=clip(inbound.to_raw),
-            caller=caller.e164,
-            caller_kind=caller.kind,
-            called=called.e164,
-            state=CallState.PENDING,
-            attempts=0,
-            received_at=received_at or clock.now(),
-        )
-        .on_conflict_do_nothing(index_elements=["provider", "provider_call_id"])
-        .returning(Call.id)
-    )
-    return db.session.scalar(stmt) is not None
+    params = {
+        "provider": inbound.provider,
+        "provider_call_id": inbound.provider_call_id,
+        "from_raw": clip(inbound.from_raw),
+        "to_raw": clip(inbound.to_raw),
+        "caller": caller.e164,
+        "caller_kind": str(caller.kind),
+        "called": called.e164,
+        "state": str(CallState.PENDING),
+        "attempts": 0,
+        "received_at": received_at or clock.now(),
+    }
+    return db.session.execute(_insert_call_statement(), params).scalar() is not None
 
 
 def claim_unprocessed(limit: int) -> list[int]:
