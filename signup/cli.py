@@ -31,3 +31,7 @@ cli = FlaskGroup(
 def main() -> None:
     """Entry point of the `signup` console script."""
     cli.main(prog_name="signup")
+
+
+if __name__ == "__main__":
+    main()
