@@ -84,6 +84,7 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "SMS_REQUEUE_AFTER": _int_env("SMS_REQUEUE_AFTER", 120),
         "RELAY_BATCH_SIZE": _int_env("RELAY_BATCH_SIZE", 500),
         "RELAY_NUDGE": _bool_env("RELAY_NUDGE", True),
+        "WEBHOOK_AUTOCOMMIT": _bool_env("WEBHOOK_AUTOCOMMIT", True),
         "RELAY_REQUEUE_AFTER": _int_env("RELAY_REQUEUE_AFTER", 300),
         "RELAY_MAX_IN_FLIGHT": _int_env("RELAY_MAX_IN_FLIGHT", 20000),
         "LOG_FORMAT": _env("LOG_FORMAT", "json" if environment != "development" else "text"),
@@ -162,7 +163,10 @@ def finalise(config: dict[str, Any]) -> None:
     if str(config["SQLALCHEMY_DATABASE_URI"]).startswith("sqlite"):
         engine_options.setdefault("connect_args", {"timeout": 30})
     else:
+        # Pre-ping costs a round trip per checkout but spares every path (tasks, admin pages)
+        # an error after a PostgreSQL restart; connections are also recycled every 30 minutes.
         engine_options.setdefault("pool_pre_ping", True)
+        engine_options.setdefault("pool_recycle", 1800)
         engine_options.setdefault("pool_size", 5)
         engine_options.setdefault("max_overflow", 10)
         engine_options.setdefault("pool_timeout", 5)

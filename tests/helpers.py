@@ -45,6 +45,9 @@ def base_config(**overrides: Any) -> dict[str, Any]:
         # The limiter extension keeps the storage of the last app created; tests create many
         # (some with a dead REDIS_URL on purpose), so all of them share the test Redis.
         "RATELIMIT_STORAGE_URI": REDIS_URL,
+        # Rolled-back tests hold the connection in a transaction, where autocommit cannot be
+        # switched on; tests/integration/test_autocommit.py runs the webhook with it, committed.
+        "WEBHOOK_AUTOCOMMIT": False,
         "LOG_FORMAT": "json",
     }
     config.update(overrides)

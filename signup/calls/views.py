@@ -6,7 +6,7 @@ import logging
 from datetime import datetime
 
 from flask import Blueprint, Response, abort, current_app, request
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from signup import clock
 from signup.calls import services
@@ -34,8 +34,7 @@ def _handle(provider: CallProvider) -> Response:
         )
         abort(403)
     try:
-        created = services.record_inbound(inbound, received_at)
-        db.session.commit()
+        created = _record(inbound, received_at)
     except SQLAlchemyError as exc:
         # An error answer makes the provider pick up and bill the caller: keep the call in the
         # spool and still reject.
@@ -45,6 +44,27 @@ def _handle(provider: CallProvider) -> Response:
     if created and current_app.config.get("RELAY_NUDGE"):
         current_app.extensions["relay_nudger"].nudge()
     return provider.answer()
+
+
+def _record(inbound: InboundCall, received_at: datetime) -> bool:
+    """Commit the call before answering, in one round trip when WEBHOOK_AUTOCOMMIT is on.
+
+    A pooled connection found dead (PostgreSQL restarted) is replaced and the insert tried once
+    more; anything else goes to the spool.
+    """
+    for attempt in (1, 2):
+        try:
+            if current_app.config["WEBHOOK_AUTOCOMMIT"]:
+                # One INSERT needs no BEGIN/COMMIT round trips; it is durable when it returns.
+                db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            created = services.record_inbound(inbound, received_at)
+            db.session.commit()
+            return created
+        except DBAPIError as exc:
+            db.session.rollback()
+            if attempt == 2 or not exc.connection_invalidated:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _spool(provider: str, inbound: InboundCall, received_at: datetime, exc: Exception) -> None:
