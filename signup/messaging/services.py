@@ -277,7 +277,11 @@ def _record_failure(message: Message, exc: SendError) -> DeliveryOutcome:
     message.error_code = exc.code
     message.error_message = str(exc)[:255]
     max_attempts = int(current_app.config.get("SMS_MAX_ATTEMPTS", 8))
-    if exc.transient and message.attempts < max_attempts:
+    if exc.ambiguous:
+        message.status = MessageStatus.UNKNOWN  # may have been sent: for review, never resent
+        delay = 0.0
+        level, name = logging.ERROR, "sms.unknown"
+    elif exc.transient and message.attempts < max_attempts:
         delay = backoff(message.attempts)
         message.status = MessageStatus.PENDING
         message.next_attempt_at = clock.now() + timedelta(seconds=delay)

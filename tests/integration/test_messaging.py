@@ -90,9 +90,8 @@ def test_a_duplicate_task_never_sends_twice(twilio: FakeTwilio) -> None:
         Scripted(500, {"message": "oops"}),
         Scripted(503, {"message": "unavailable"}),
         FakeTwilio.error(429, 20429, "Too Many Requests"),
-        Scripted(drop=True),
     ],
-    ids=["500", "503", "20429", "dropped"],
+    ids=["500", "503", "20429"],
 )
 def test_transient_failures_are_retried_later_with_backoff(
     twilio: FakeTwilio, answer: Scripted
@@ -314,3 +313,38 @@ def test_twilio_sender_needs_a_from_number_or_service() -> None:
             from_number=None,
             messaging_service_sid=None,
         )
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [Scripted(drop=True), Scripted(delay=3)],
+    ids=["dropped after the request", "no answer in time"],
+)
+def test_a_send_without_an_answer_is_marked_for_review_never_resent(
+    app: Flask, twilio: FakeTwilio, answer: Scripted
+) -> None:
+    message = onboarding_message()
+    twilio.script.append(answer)
+    app.extensions["sms_sender"]._client.http_client.timeout = 1  # shorter than the delay
+    assert send_message.run(message.id) == "unknown"
+    db.session.refresh(message)
+    assert message.status == MessageStatus.UNKNOWN and "review" in (message.error_message or "")
+    assert services.claim_due(10) == []
+    assert send_message.run(message.id) is None
+    assert len(twilio.sms_requests()) == 1
+
+
+def test_a_refused_connection_never_sent_anything_so_it_is_retried(app: Flask) -> None:
+    message = onboarding_message()
+    sender = TwilioSender(
+        account_sid=ACCOUNT_SID,
+        auth_token=AUTH_TOKEN,
+        from_number="+15005550006",
+        messaging_service_sid=None,
+        base_url="http://127.0.0.1:1",
+        timeout=2,
+    )
+    services.claim_for_sending(message.id)
+    outcome = services.deliver(message, sender, LocalRateLimiter(rate=10, burst=10, max_wait=1))
+    assert outcome.status is MessageStatus.PENDING
+    assert message.attempts == 1 and message.next_attempt_at > clock.now()

@@ -6,6 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import requests
+from urllib3.exceptions import NameResolutionError, NewConnectionError
+
 
 @dataclass(frozen=True, slots=True)
 class Dlt:
@@ -38,16 +41,24 @@ class SendError(Exception):
     """The provider refused or could not be reached.
 
     transient: retrying later may succeed; opted_out: the recipient has unsubscribed
-    at the provider (Twilio 21610), so we must record their withdrawal.
+    at the provider (Twilio 21610), so we must record their withdrawal; ambiguous: the request
+    may have reached the provider (no answer), so sending again could send twice.
     """
 
     def __init__(
-        self, message: str, *, code: int | None = None, transient: bool, opted_out: bool = False
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        transient: bool,
+        opted_out: bool = False,
+        ambiguous: bool = False,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.transient = transient
         self.opted_out = opted_out
+        self.ambiguous = ambiguous  # the provider may have the message: review, never resend
 
 
 class SmsSender(Protocol):
@@ -65,3 +76,30 @@ def callback_url(config: Mapping[str, Any], path: str) -> str | None:
     """PUBLIC_BASE_URL + path, or None when we do not know our public address."""
     base = config.get("PUBLIC_BASE_URL")
     return f"{base.rstrip('/')}{path}" if base else None
+
+
+def _never_sent(exc: BaseException) -> bool:
+    """True when the connection failed before the request could leave (refused, no DNS)."""
+    seen: set[int] = set()
+    stack: list[object] = [exc]
+    while stack:
+        item = stack.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, NewConnectionError | NameResolutionError | requests.ConnectTimeout):
+            return True
+        stack += [item.__cause__, item.__context__, getattr(item, "reason", None), *item.args]
+    return False
+
+
+def network_error(exc: requests.RequestException, provider: str) -> SendError:
+    """Classify a failed HTTP call: retry only when the request surely never left."""
+    name = type(exc).__name__
+    if _never_sent(exc):
+        return SendError(f"{provider} unreachable: {name}", transient=True)
+    return SendError(
+        f"{provider} gave no answer ({name}): it may have the message; review",
+        transient=False,
+        ambiguous=True,
+    )

@@ -14,6 +14,7 @@ from signup.messaging.providers.base import (
     SendError,
     SendResult,
     callback_url,
+    network_error,
 )
 
 
@@ -100,8 +101,8 @@ class ExotelSender:
             data["StatusCallback"] = self._status_callback
         try:
             response = self._session.post(self._url, data=data, timeout=self._timeout)
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise SendError(f"exotel unreachable: {type(exc).__name__}", transient=True) from exc
+        except requests.RequestException as exc:
+            raise network_error(exc, "exotel") from exc
         if not response.ok:
             raise _error(response)
         try:
@@ -110,8 +111,10 @@ class ExotelSender:
                 provider_message_id=str(message["Sid"]),
                 status=str(message.get("Status") or "queued"),
             )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise SendError("exotel answered without an SMS id", transient=False) from exc
+        except (ValueError, KeyError, TypeError) as exc:  # accepted, but we cannot tell its id
+            raise SendError(
+                "exotel answered without an SMS id", transient=False, ambiguous=True
+            ) from exc
 
 
 _EXOTEL_STATUS = {

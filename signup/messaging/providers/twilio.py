@@ -10,7 +10,13 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from signup.messaging.providers.base import OutboundSms, SendError, SendResult, callback_url
+from signup.messaging.providers.base import (
+    OutboundSms,
+    SendError,
+    SendResult,
+    callback_url,
+    network_error,
+)
 
 TRANSIENT_CODES = frozenset({20429})
 OPTED_OUT_CODES = frozenset({21610})
@@ -83,8 +89,8 @@ class TwilioSender:
             message = self._client.messages.create(**kwargs)
         except TwilioRestException as exc:
             raise classify(exc) from exc
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise SendError(f"twilio unreachable: {type(exc).__name__}", transient=True) from exc
-        except TwilioException as exc:
-            raise SendError(f"twilio error: {exc}"[:255], transient=True) from exc
+        except requests.RequestException as exc:
+            raise network_error(exc, "twilio") from exc
+        except TwilioException as exc:  # an answer we could not read: it may have been created
+            raise SendError(f"twilio error: {exc}"[:255], transient=False, ambiguous=True) from exc
         return SendResult(provider_message_id=message.sid, status=message.status or "queued")
