@@ -1,0 +1,139 @@
+"""PostgreSQL gone during a burst: gunicorn keeps answering Reject within Twilio's deadline,
+calls wait in the spool, and are recorded and processed exactly once when it returns."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+
+from signup.calls.models import Call, CallState
+from signup.calls.spool import REDIS_KEY
+from signup.extensions import db
+from signup.messaging.models import Message, MessageStatus
+from signup.volunteers.models import Volunteer
+from tests.e2e.conftest import ROOT, Worker, wait_for
+from tests.fakes.tcp_proxy import TcpProxy
+from tests.fakes.twilio_api import FakeTwilio
+from tests.faults.test_redis_down import free_port, ring_all
+from tests.helpers import ACCOUNT_SID, AUTH_TOKEN, DATABASE_URL, REDIS_URL
+from tests.integration.factories import campaign
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def proxy() -> Iterator[TcpProxy]:
+    forwarder = TcpProxy(make_url(DATABASE_URL).port or 5432)
+    forwarder.start()
+    yield forwarder
+    forwarder.stop()
+
+
+@pytest.fixture
+def web_behind_proxy(
+    committed: Flask, proxy: TcpProxy, tmp_path: Path
+) -> Iterator[tuple[str, Path]]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    database = make_url(DATABASE_URL).set(port=proxy.port).render_as_string(hide_password=False)
+    env = {
+        **os.environ,
+        "DATABASE_URL": database,
+        "REDIS_URL": REDIS_URL,
+        "SIGNUP_ENV": "production",
+        "SECRET_KEY": "faults",
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "PUBLIC_BASE_URL": base,
+        "SIGNUP_INSTANCE_PATH": str(tmp_path / "web"),
+        "LOG_FORMAT": "json",
+    }
+    log = tmp_path / "gunicorn.log"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-w",
+            "2",
+            "-k",
+            "gthread",
+            "--threads",
+            "4",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "signup:create_app()",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0, 60, "gunicorn")
+    yield base, log
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=30)
+
+
+def count(model: Any, *where: Any) -> int:
+    db.session.remove()
+    return db.session.scalar(select(func.count()).select_from(model).where(*where)) or 0
+
+
+def test_postgres_down_during_a_burst(
+    committed: Flask,
+    proxy: TcpProxy,
+    web_behind_proxy: tuple[str, Path],
+    start_worker: Callable[..., Worker],
+    fake_twilio: FakeTwilio,
+    redis_client: redis.Redis,
+) -> None:
+    base, web_log = web_behind_proxy
+    number = campaign().number
+    db.session.commit()
+    warm = ring_all(base, [("CA" + "f" * 32, "+919912000000")], number)
+    assert [status for status, _ in warm] == [200]  # the pool now holds proxied connections
+    proxy.stop()  # PostgreSQL goes away: open connections reset, new ones refused
+    callers = [f"+9199120{i:05d}" for i in range(50)]
+    burst = [(f"CA{i:032x}", callers[i % 50]) for i in range(150)]
+    answers = ring_all(base, burst, number)
+    assert [status for status, _ in answers] == [200] * 150  # still Reject: nobody billed
+    assert max(seconds for _, seconds in answers) < 10  # inside Twilio's 15 s
+    assert redis_client.llen(REDIS_KEY) == 150  # every call kept in the spool
+    assert count(Call) == 1
+
+    proxy.start()  # back
+    start_worker(beat=True, FLOOD_CALLS_PER_HOUR="0")  # beat replays the spool every 5 s
+    wait_for(
+        lambda: count(Call, Call.state == CallState.DONE) == 151,
+        120,
+        "the spooled calls to be replayed and processed",
+    )
+    wait_for(
+        lambda: count(Message, Message.status == MessageStatus.SENT) == 51,
+        120,
+        "one onboarding SMS per caller",
+    )
+    time.sleep(3)
+    assert redis_client.llen(REDIS_KEY) == 0
+    db.session.remove()
+    counts = {v.phone: v.call_count for v in db.session.scalars(select(Volunteer))}
+    assert counts == {**{c: 3 for c in callers}, "+919912000000": 1}
+    assert len(fake_twilio.sms_requests()) == 51
+    logged = web_log.read_text(errors="replace")
+    assert "call.spooled" in logged
+    assert not [c for c in callers if c[3:] in logged]  # no full number in the web's log
