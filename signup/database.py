@@ -54,6 +54,11 @@ def insert(table: Any) -> postgresql.Insert | sqlite.Insert:
     return sqlite.insert(table)
 
 
+# Row locks taken to change non-key columns: FOR NO KEY UPDATE still serialises writers but,
+# unlike FOR UPDATE, does not block the FOR KEY SHARE locks of other transactions' foreign-key
+# checks (FOR UPDATE there deadlocked call processing against concurrent sends).
+NO_KEY_UPDATE = {"key_share": True}
+
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 """A 64-bit key on PostgreSQL that is still SQLite's auto-incrementing rowid."""
 

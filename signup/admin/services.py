@@ -140,7 +140,7 @@ def visible_volunteer(volunteer_id: int, access: Access, *, lock: bool = False) 
         Volunteer.id == volunteer_id, access.condition(), Volunteer.status != VolunteerStatus.ERASED
     )
     if lock:
-        query = query.with_for_update()
+        query = query.with_for_update(key_share=True)
     volunteer = db.session.scalar(query)
     if volunteer is None:
         raise LookupError(volunteer_id)

@@ -16,6 +16,7 @@ from signup.calls.models import Call, CallOutcome, CallState
 from signup.calls.providers.base import InboundCall, clip
 from signup.campaigns import services as campaigns
 from signup.campaigns.models import Campaign
+from signup.database import NO_KEY_UPDATE
 from signup.extensions import db
 from signup.logs import event
 from signup.phones import Phone, PhoneKind, mask, normalise
@@ -139,7 +140,7 @@ def release(call_ids: list[int]) -> None:
 
 def process_call(call_id: int) -> Processed | None:
     """Apply one call to the volunteer tables exactly once; None if already processed."""
-    call = db.session.get(Call, call_id, with_for_update=True, populate_existing=True)
+    call = db.session.get(Call, call_id, with_for_update=NO_KEY_UPDATE, populate_existing=True)
     if call is None or call.state in (CallState.DONE, CallState.FAILED):
         return None
     phone = Phone(call.caller, PhoneKind(call.caller_kind))
@@ -230,7 +231,7 @@ def _opt_out(call: Call, phone: Phone, campaign: Campaign) -> Processed:
 
 def record_failure(call_id: int, error: Exception) -> None:
     """Count a failed processing attempt; after MAX_PROCESS_ATTEMPTS the call is `failed`."""
-    call = db.session.get(Call, call_id, with_for_update=True, populate_existing=True)
+    call = db.session.get(Call, call_id, with_for_update=NO_KEY_UPDATE, populate_existing=True)
     if call is None or call.state == CallState.DONE:
         return
     call.attempts += 1

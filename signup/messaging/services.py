@@ -344,7 +344,9 @@ def apply_status(
     if status not in STATUS_RANK:
         return False  # queued/sending/accepted carry no news for us
     message = db.session.scalar(
-        select(Message).where(Message.provider_message_id == provider_message_id).with_for_update()
+        select(Message)
+        .where(Message.provider_message_id == provider_message_id)
+        .with_for_update(key_share=True)
     )
     if message is None:
         return False

@@ -167,7 +167,9 @@ def merge(rows: list[ImportRow]) -> MergeResult:
     existing = {
         v.phone: v
         for v in db.session.scalars(
-            select(Volunteer).where(Volunteer.phone.in_([r.phone for r in good])).with_for_update()
+            select(Volunteer)
+            .where(Volunteer.phone.in_([r.phone for r in good]))
+            .with_for_update(key_share=True)
         )
     }
     created = updated = 0

@@ -10,6 +10,7 @@ from sqlalchemy import case, exists, select
 from signup import clock
 from signup import database as dbx
 from signup.campaigns.models import Campaign
+from signup.database import NO_KEY_UPDATE
 from signup.extensions import db
 from signup.messaging import services as messaging
 from signup.messaging.models import Message, MessageKind
@@ -86,7 +87,7 @@ def count_call(phone: str, at: datetime) -> Volunteer:
     ).returning(Volunteer.id)
     volunteer_id = db.session.scalar(stmt)
     volunteer = db.session.get(
-        Volunteer, volunteer_id, populate_existing=True, with_for_update=True
+        Volunteer, volunteer_id, populate_existing=True, with_for_update=NO_KEY_UPDATE
     )
     assert volunteer is not None
     return volunteer
@@ -96,7 +97,7 @@ def find_by_phone(phone: str, *, lock: bool = False) -> Volunteer | None:
     """The volunteer with this E.164 phone, optionally locked for update."""
     query = select(Volunteer).where(Volunteer.phone == phone)
     if lock:
-        query = query.with_for_update()
+        query = query.with_for_update(key_share=True)
     return db.session.scalar(query)
 
 
@@ -123,7 +124,7 @@ def _locked_subscription(volunteer: Volunteer, campaign: Campaign) -> Subscripti
     return db.session.scalar(
         select(Subscription)
         .where(Subscription.volunteer_id == volunteer.id, Subscription.campaign_id == campaign.id)
-        .with_for_update()
+        .with_for_update(key_share=True)
         .execution_options(populate_existing=True)
     )
 
@@ -216,7 +217,7 @@ def opt_out(
 
 def withdraw_unsubscribed(message: Message) -> None:
     """The provider says the recipient unsubscribed (Twilio 21610): record their withdrawal."""
-    volunteer = db.session.get(Volunteer, message.volunteer_id, with_for_update=True)
+    volunteer = db.session.get(Volunteer, message.volunteer_id, with_for_update=NO_KEY_UPDATE)
     campaign = db.session.get(Campaign, message.campaign_id)
     if volunteer is None or campaign is None:
         return

@@ -21,6 +21,7 @@ class TcpProxy:
         self._listener: socket.socket | None = None
         self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self._running = False
 
     def start(self) -> None:
         """Listen and forward until stop()."""
@@ -29,11 +30,17 @@ class TcpProxy:
         listener.bind(("127.0.0.1", self.port))
         listener.listen(128)
         self._listener = listener
+        self._running = True
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
 
     def stop(self) -> None:
         """Close the listener and reset every open connection."""
+        with self._lock:
+            self._running = False
         if self._listener is not None:
+            # close() alone does not wake a thread blocked in accept() on Linux: shutdown does.
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
             self._listener.close()
             self._listener = None
         with self._lock:
@@ -51,12 +58,21 @@ class TcpProxy:
                 client, _ = listener.accept()
             except OSError:
                 return
+            with self._lock:
+                running = self._running
+            if not running:  # accepted in the instant of stopping: refuse it
+                client.close()
+                return
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
             except OSError:
                 client.close()
                 continue
             with self._lock:
+                if not self._running:
+                    client.close()
+                    upstream.close()
+                    return
                 self._sockets.update({client, upstream})
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
