@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
 
@@ -130,6 +131,8 @@ def serve(host: str, port: int, demo: bool) -> None:
                             --to {DEMO_OPTOUT_NUMBER} --url {base}
     see the volunteers:   .venv/bin/signup export volunteers --output -
 """)
+    # SIGTERM (from a supervisor or a test) must stop the worker too, not leave it running.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
     try:
         run_simple(
             host,
