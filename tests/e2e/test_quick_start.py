@@ -97,9 +97,6 @@ def test_embedded_defaults_turn_a_simulated_call_into_a_volunteer(tmp_path: Path
         server.wait(timeout=20)
     # Stopping `signup serve` stops its worker too: no celery process is left behind.
     time.sleep(1)
-    leftover = subprocess.run(
-        ["pgrep", "-f", f"SIGNUP_INSTANCE_PATH={tmp_path}"], capture_output=True, text=True
-    )
     workers = subprocess.run(
         ["pgrep", "-f", "celery -A workers worker -B --pool=solo"], capture_output=True, text=True
     )
