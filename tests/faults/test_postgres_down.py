@@ -3,11 +3,6 @@ calls wait in the spool, and are recorded and processed exactly once when it ret
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,11 +19,11 @@ from signup.calls.spool import REDIS_KEY
 from signup.extensions import db
 from signup.messaging.models import Message, MessageStatus
 from signup.volunteers.models import Volunteer
-from tests.e2e.conftest import ROOT, Worker, wait_for
+from tests.e2e.conftest import Worker, wait_for
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.fakes.twilio_api import FakeTwilio
-from tests.faults.test_redis_down import free_port, ring_all
-from tests.helpers import ACCOUNT_SID, AUTH_TOKEN, DATABASE_URL, REDIS_URL
+from tests.faults.web import ring_all, served
+from tests.helpers import DATABASE_URL, REDIS_URL
 from tests.integration.factories import campaign
 
 pytestmark = pytest.mark.e2e
@@ -46,47 +41,9 @@ def proxy() -> Iterator[TcpProxy]:
 def web_behind_proxy(
     committed: Flask, proxy: TcpProxy, tmp_path: Path
 ) -> Iterator[tuple[str, Path]]:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     database = make_url(DATABASE_URL).set(port=proxy.port).render_as_string(hide_password=False)
-    env = {
-        **os.environ,
-        "DATABASE_URL": database,
-        "REDIS_URL": REDIS_URL,
-        "SIGNUP_ENV": "production",
-        "SECRET_KEY": "faults",
-        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
-        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-        "PUBLIC_BASE_URL": base,
-        "SIGNUP_INSTANCE_PATH": str(tmp_path / "web"),
-        "LOG_FORMAT": "json",
-    }
-    log = tmp_path / "gunicorn.log"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-w",
-            "2",
-            "-k",
-            "gthread",
-            "--threads",
-            "4",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "signup:create_app()",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0, 60, "gunicorn")
-    yield base, log
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=30)
+    with served(database, REDIS_URL, tmp_path) as web:
+        yield web
 
 
 def count(model: Any, *where: Any) -> int:

@@ -5,21 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from flask import Flask
 from sqlalchemy import func, select
-from twilio.request_validator import RequestValidator
 
 from signup.calls.models import Call, CallState
 from signup.extensions import db
@@ -27,16 +23,11 @@ from signup.messaging.models import Message, MessageStatus
 from signup.volunteers.models import Volunteer
 from tests.e2e.conftest import ROOT, Worker, wait_for
 from tests.fakes.twilio_api import FakeTwilio
-from tests.helpers import ACCOUNT_SID, AUTH_TOKEN, DATABASE_URL
+from tests.faults.web import free_port, ring_all, served
+from tests.helpers import DATABASE_URL
 from tests.integration.factories import campaign
 
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class PrivateRedis:
@@ -87,75 +78,8 @@ def private_redis() -> Iterator[PrivateRedis]:
 
 @pytest.fixture
 def gunicorn(committed: Flask, private_redis: PrivateRedis, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "DATABASE_URL": DATABASE_URL,
-        "REDIS_URL": private_redis.url,
-        "SIGNUP_ENV": "production",
-        "SECRET_KEY": "faults",
-        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
-        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-        "PUBLIC_BASE_URL": base,
-        "RELAY_NUDGE": "true",
-        "SIGNUP_INSTANCE_PATH": str(tmp_path / "web"),
-        "LOG_FORMAT": "json",
-    }
-    log = (tmp_path / "gunicorn.log").open("wb")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-w",
-            "2",
-            "-k",
-            "gthread",
-            "--threads",
-            "4",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "signup:create_app()",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0, 60, "gunicorn")
-    yield base
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=30)
-
-
-def ring_all(base: str, calls: list[tuple[str, str]], number: str) -> list[tuple[int, float]]:
-    validator = RequestValidator(AUTH_TOKEN)
-    url = base + "/webhooks/twilio/voice"
-
-    def ring(call: tuple[str, str]) -> tuple[int, float]:
-        sid, caller = call
-        params = {
-            "AccountSid": ACCOUNT_SID,
-            "CallSid": sid,
-            "From": caller,
-            "To": number,
-            "CallStatus": "ringing",
-            "Direction": "inbound",
-        }
-        started = time.monotonic()
-        response = requests.post(
-            url,
-            data=params,
-            timeout=15,
-            headers={"X-Twilio-Signature": validator.compute_signature(url, params)},
-        )
-        ok = response.status_code == 200 and b'<Reject reason="busy"' in response.content
-        return (200 if ok else response.status_code), time.monotonic() - started
-
-    with ThreadPoolExecutor(16) as pool:
-        return list(pool.map(ring, calls))
+    with served(DATABASE_URL, private_redis.url, tmp_path, RELAY_NUDGE="true") as (base, _log):
+        yield base
 
 
 def start_beat(redis_url: str) -> subprocess.Popen[bytes]:
