@@ -1,6 +1,8 @@
 """Structured logging: one event name plus fields per line, JSON in production.
 
 Callers pass phone numbers through signup.phones.mask; nothing here ever sees a secret.
+Every line also carries the id of the request or Celery task it was written in
+(`request_id`, `task_id`), taken from context variables set by signup.logcontext.
 """
 
 from __future__ import annotations
@@ -9,9 +11,23 @@ import json
 import logging
 import re
 import sys
+from contextvars import ContextVar
 from typing import Any
 
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+task_id: ContextVar[str | None] = ContextVar("task_id", default=None)
+
+
+def _context(fields: dict[str, Any]) -> dict[str, Any]:
+    """Add the current request and task ids to a record's fields (a record's own win)."""
+    rid, tid = request_id.get(), task_id.get()
+    if rid is not None:
+        fields.setdefault("request_id", rid)
+    if tid is not None:
+        fields.setdefault("task_id", tid)
+    return fields
 
 
 class JsonFormatter(logging.Formatter):
@@ -25,6 +41,7 @@ class JsonFormatter(logging.Formatter):
             "event": record.getMessage(),
         }
         payload.update({k: v for k, v in record.__dict__.items() if k not in _RESERVED})
+        _context(payload)
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)
         return json.dumps(payload, default=str, ensure_ascii=False)
@@ -34,7 +51,8 @@ class TextFormatter(logging.Formatter):
     """Render a record as `time level logger event key=value ...` for developers."""
 
     def format(self, record: logging.LogRecord) -> str:
-        fields = " ".join(f"{k}={v}" for k, v in record.__dict__.items() if k not in _RESERVED)
+        extra = _context({k: v for k, v in record.__dict__.items() if k not in _RESERVED})
+        fields = " ".join(f"{k}={v}" for k, v in extra.items())
         line = f"{self.formatTime(record, '%H:%M:%S')} {record.levelname:<7} {record.name} "
         line += f"{record.getMessage()} {fields}".rstrip()
         if record.exc_info:
