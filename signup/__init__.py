@@ -11,7 +11,7 @@ from flask import Flask
 from sqlalchemy import event as sa_event
 
 from signup import config as settings
-from signup import logs
+from signup import logcontext, logs
 from signup.extensions import csrf, db, limiter, login_manager, migrate
 
 MIGRATIONS = str(Path(__file__).resolve().parent.parent / "migrations")
@@ -32,6 +32,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.config.update(config)
     settings.finalise(app.config)
     logs.configure(app.config["LOG_FORMAT"], app.config["LOG_LEVEL"])
+    logcontext.init_app(app)  # first, so every other hook's log lines carry the request id
 
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS)
@@ -92,6 +93,7 @@ def _register_tasks() -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from signup import metrics
     from signup.admin.views import bp as admin_bp
     from signup.calls.views import bp as calls_bp
     from signup.health.views import bp as health_bp
@@ -102,6 +104,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(messaging_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(admin_bp)
+    metrics.init_app(app)
     for webhooks in (calls_bp, messaging_bp):  # providers prove themselves by signature or token
         csrf.exempt(webhooks)
     app.after_request(security_headers)

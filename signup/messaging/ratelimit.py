@@ -13,6 +13,19 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import redis
+from prometheus_client import Counter, Histogram
+
+WAIT_SECONDS = Histogram(
+    "signup_sms_rate_limit_wait_seconds",
+    "Time a sender was told to wait for its slot in the SMS rate limit, by provider.",
+    ["provider"],
+    buckets=(0, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+DEFERRED = Counter(
+    "signup_sms_rate_limit_deferred",
+    "SMS put back as pending because the rate-limit wait was too long, by provider.",
+    ["provider"],
+)
 
 # KEYS[1] bucket; ARGV rate/s, burst, longest wait worth reserving (s).
 # Returns {reserved (1/0), wait seconds as a string}.
@@ -47,6 +60,16 @@ class Grant:
     wait: float
 
 
+def _measured(key: str, grant: Grant) -> Grant:
+    """Count the grant: its wait when reserved, a deferral when not (labelled by provider only)."""
+    provider = key.partition(":")[0]
+    if grant.reserved:
+        WAIT_SECONDS.labels(provider=provider).observe(grant.wait)
+    else:
+        DEFERRED.labels(provider=provider).inc()
+    return grant
+
+
 class RateLimiter(Protocol):
     """Hands out send slots for one provider account."""
 
@@ -67,7 +90,7 @@ class RedisRateLimiter:
         reserved, wait = self._script(
             keys=[f"sms-rate:{key}"], args=[self.rate, self.burst, self.max_wait]
         )
-        return Grant(bool(int(reserved)), float(wait))
+        return _measured(key, Grant(bool(int(reserved)), float(wait)))
 
 
 class LocalRateLimiter:
@@ -87,7 +110,7 @@ class LocalRateLimiter:
             wait = (1 - tokens) / self.rate if tokens < 1 else 0.0
             reserved = wait <= self.max_wait
             self._buckets[key] = (tokens - 1 if reserved else tokens, now)
-            return Grant(reserved, wait)
+        return _measured(key, Grant(reserved, wait))
 
 
 def build(redis_url: str | None, rate: float, burst: float, max_wait: float = 1.0) -> RateLimiter:
