@@ -21,24 +21,33 @@ class Recorded:
     path: str
     headers: dict[str, str]
     form: dict[str, str]
+    status: int | None = None  # what the fake answered (or began to); None: dropped unanswered
 
 
 @dataclass
 class Scripted:
-    """One scripted answer: an HTTP status and a JSON body, or a dropped connection."""
+    """One scripted answer: an HTTP status and a JSON body, or a broken connection.
+
+    drop: close without answering; cut: send the status, headers and half the body, then close
+    (the message was created, but the client never reads the whole answer).
+    """
 
     status: int = 201
     body: dict[str, Any] | None = None
     delay: float = 0.0
     drop: bool = False
+    cut: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
 class FakeTwilio:
-    """Serve on 127.0.0.1 in a thread; `script` answers first, then success."""
+    """Serve on 127.0.0.1 in a thread; answers scripted for the recipient (`To`), then
+    `script`, come first, then success."""
 
     requests: list[Recorded] = field(default_factory=list)
     script: deque[Scripted] = field(default_factory=deque)
+    by_recipient: dict[str, deque[Scripted]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> str:
@@ -53,11 +62,12 @@ class FakeTwilio:
                 length = int(self.headers.get("Content-Length", "0"))
                 raw = self.rfile.read(length).decode()
                 form = {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+                recorded = Recorded("POST", self.path, dict(self.headers.items()), form)
                 with fake.lock:
-                    fake.requests.append(
-                        Recorded("POST", self.path, dict(self.headers.items()), form)
-                    )
-                    answer = fake.script.popleft() if fake.script else Scripted()
+                    fake.requests.append(recorded)
+                    answer = fake.next_answer(form.get("To", ""))
+                    if not answer.drop:
+                        recorded.status = answer.status
                 if answer.delay:
                     time.sleep(answer.delay)
                 if answer.drop:
@@ -70,7 +80,15 @@ class FakeTwilio:
                     self.send_response(answer.status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
+                    for name, value in answer.headers.items():
+                        self.send_header(name, value)
                     self.end_headers()
+                    if answer.cut:
+                        self.wfile.write(payload[: len(payload) // 2])
+                        self.wfile.flush()
+                        self.close_connection = True
+                        self.connection.close()
+                        return
                     self.wfile.write(payload)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up waiting: exactly what a slow provider causes
@@ -79,6 +97,13 @@ class FakeTwilio:
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
         return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def next_answer(self, recipient: str) -> Scripted:
+        """The answer for this request: the recipient's script, the shared one, else success."""
+        own = self.by_recipient.get(recipient)
+        if own:
+            return own.popleft()
+        return self.script.popleft() if self.script else Scripted()
 
     def stop(self) -> None:
         """Stop serving."""
@@ -116,6 +141,14 @@ class FakeTwilio:
         """The Messages.json requests received so far."""
         with self.lock:
             return [r for r in self.requests if r.path.endswith("/Messages.json")]
+
+    def accepted(self, recipient: str) -> int:
+        """How many messages to `recipient` the fake accepted (2xx), read by the client or not."""
+        return sum(
+            1
+            for r in self.sms_requests()
+            if r.form.get("To") == recipient and r.status is not None and 200 <= r.status < 300
+        )
 
 
 class FakeExotel(FakeTwilio):
