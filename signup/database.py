@@ -14,6 +14,7 @@ from sqlalchemy import (
     TypeDecorator,
     any_,
     bindparam,
+    case,
     func,
     literal_column,
 )
@@ -94,6 +95,16 @@ def last_call_sort_key(column: Any) -> ColumnElement[datetime]:
     if dialect_name() == "postgresql":
         return func.coalesce(column, literal_column(EPOCH_SQL))
     return func.coalesce(column, EPOCH)
+
+
+def earliest(current: Any, candidate: Any) -> ColumnElement[Any]:
+    """The earlier of a nullable column and a new value, for upserts (NULL counts as unset)."""
+    return case((current.is_(None), candidate), (candidate < current, candidate), else_=current)
+
+
+def latest(current: Any, candidate: Any) -> ColumnElement[Any]:
+    """The later of a nullable column and a new value, for upserts (NULL counts as unset)."""
+    return case((current.is_(None), candidate), (candidate > current, candidate), else_=current)
 
 
 def id_in(column: Any, ids: list[int]) -> ColumnElement[bool]:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 from flask import current_app
 
-from signup.calls import services
+from signup.calls import batch, services
 from signup.extensions import db
+from signup.logs import event
 from signup.messaging.tasks import send_message
 from signup.tasking import publish, publish_all
 
-CHUNK = 50
+log = logging.getLogger(__name__)
 
 
 @shared_task(name="signup.calls.tasks.relay_calls", ignore_result=True)
@@ -18,7 +21,8 @@ def relay_calls() -> int:
     """Claim unprocessed calls and publish them in chunks; put back what cannot be published."""
     ids = services.claim_unprocessed(current_app.config["RELAY_BATCH_SIZE"])
     db.session.commit()
-    chunks = [(ids[start : start + CHUNK],) for start in range(0, len(ids), CHUNK)]
+    size = max(1, int(current_app.config["PROCESS_BATCH_SIZE"]))
+    chunks = [(ids[start : start + size],) for start in range(0, len(ids), size)]
     sent = publish_all(process_calls, chunks)
     if sent < len(chunks):
         services.release([i for (chunk,) in chunks[sent:] for i in chunk])
@@ -28,7 +32,24 @@ def relay_calls() -> int:
 
 @shared_task(name="signup.calls.tasks.process_calls", ignore_result=True, acks_late=True)
 def process_calls(call_ids: list[int]) -> int:
-    """Process each call in its own transaction and publish its SMS right after the commit."""
+    """Process the calls as one batch, or one by one if the batch fails; publish SMS after."""
+    try:
+        message_ids = batch.process_batch(call_ids).message_ids
+        db.session.commit()
+    except Exception as exc:  # a poison call, a deadlock: fall back so the rest still go through
+        db.session.rollback()
+        event(
+            log, logging.WARNING, "call.batch_failed", calls=len(call_ids), error=type(exc).__name__
+        )
+        message_ids = _one_by_one(call_ids)
+    for message_id in message_ids:
+        publish(send_message, message_id)  # if this fails, relay_messages picks it up
+    return len(call_ids)
+
+
+def _one_by_one(call_ids: list[int]) -> list[int]:
+    """Process each call in its own transaction; a call that fails has its attempt counted."""
+    message_ids: list[int] = []
     for call_id in call_ids:
         try:
             result = services.process_call(call_id)
@@ -38,9 +59,9 @@ def process_calls(call_ids: list[int]) -> int:
             services.record_failure(call_id, exc)
             db.session.commit()
             continue
-        for message_id in result.message_ids if result is not None else []:
-            publish(send_message, message_id)  # if this fails, relay_messages picks it up
-    return len(call_ids)
+        if result is not None:
+            message_ids.extend(result.message_ids)
+    return message_ids
 
 
 @shared_task(name="signup.calls.tasks.purge_raw_caller_strings", ignore_result=True)

@@ -108,6 +108,50 @@ def create_message(
     return NewMessage(message_id, due)
 
 
+def create_messages(
+    campaign: Campaign, kind: MessageKind, recipients: list[tuple[int, str]]
+) -> dict[int, NewMessage]:
+    """create_message for many (volunteer id, phone) pairs in one statement; keyed by volunteer.
+
+    Pairs whose message exists already are absent from the result, as create_message's None.
+    """
+    if not recipients:
+        return {}
+    now = clock.now()
+    at = send_time(campaign, now)
+    due = at <= now
+    body = texts.render(kind, campaign)
+    rows = [
+        {
+            "volunteer_id": volunteer_id,
+            "campaign_id": campaign.id,
+            "kind": kind,
+            "round": 0,
+            "to_phone": phone,
+            "body": body,
+            "status": MessageStatus.QUEUED if due else MessageStatus.PENDING,
+            "next_attempt_at": at,
+            "queued_at": now if due else None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for volunteer_id, phone in sorted(recipients)
+    ]
+    stmt = (
+        dbx.insert(Message)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["volunteer_id", "campaign_id", "kind", "round"])
+        .returning(Message.id, Message.volunteer_id)
+    )
+    created = {
+        volunteer_id: NewMessage(message_id, due)
+        for message_id, volunteer_id in db.session.execute(stmt)
+    }
+    if created and not due:
+        event(log, logging.INFO, "sms.deferred", messages=len(created), until=at.isoformat())
+    return created
+
+
 def claim_due(limit: int) -> list[int]:
     """Mark due pending messages (and long-queued ones) queued; return their ids to publish."""
     at = clock.now()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import case, exists, select
+from sqlalchemy import exists, select
 
 from signup import clock
 from signup import database as dbx
@@ -72,16 +72,8 @@ def count_call(phone: str, at: datetime) -> Volunteer:
         index_elements=["phone"],
         set_={
             "call_count": table.c.call_count + 1,
-            "first_call_at": case(
-                (table.c.first_call_at.is_(None), excluded.first_call_at),
-                (excluded.first_call_at < table.c.first_call_at, excluded.first_call_at),
-                else_=table.c.first_call_at,
-            ),
-            "last_call_at": case(
-                (table.c.last_call_at.is_(None), excluded.last_call_at),
-                (excluded.last_call_at > table.c.last_call_at, excluded.last_call_at),
-                else_=table.c.last_call_at,
-            ),
+            "first_call_at": dbx.earliest(table.c.first_call_at, excluded.first_call_at),
+            "last_call_at": dbx.latest(table.c.last_call_at, excluded.last_call_at),
             "updated_at": excluded.updated_at,
         },
     ).returning(Volunteer.id)

@@ -68,9 +68,13 @@ def test_killed_mid_processing_every_call_is_processed_exactly_once(
     ids = list(db.session.scalars(select(Call.id).order_by(Call.id)))
     settings = {"RELAY_REQUEUE_AFTER": "3", "SMS_REQUEUE_AFTER": "3", "SMS_RATE_PER_SECOND": "200"}
     first = start_worker(beat=False, concurrency=1, **settings)
-    committed.extensions["celery"].send_task("signup.calls.tasks.process_calls", args=[ids])
+    # Batches commit whole, so several small ones let the kill land between and inside them.
+    for start in range(0, total, 25):
+        committed.extensions["celery"].send_task(
+            "signup.calls.tasks.process_calls", args=[ids[start : start + 25]]
+        )
     wait_for(
-        lambda: count(Call, Call.state == CallState.DONE) >= 20, what="processing to be under way"
+        lambda: count(Call, Call.state == CallState.DONE) >= 50, what="processing to be under way"
     )
     first.kill()
     done_at_kill = count(Call, Call.state == CallState.DONE)
