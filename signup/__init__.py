@@ -13,6 +13,7 @@ from sqlalchemy import event as sa_event
 from signup import config as settings
 from signup import logcontext, logs
 from signup.extensions import csrf, db, limiter, login_manager, migrate
+from signup.metrics import registry as metrics_registry
 
 MIGRATIONS = str(Path(__file__).resolve().parent.parent / "migrations")
 
@@ -33,6 +34,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     settings.finalise(app.config)
     logs.configure(app.config["LOG_FORMAT"], app.config["LOG_LEVEL"])
     logcontext.init_app(app)  # first, so every other hook's log lines carry the request id
+    metrics_registry.prepare()  # before any module binds a metric to a file there
 
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
@@ -46,3 +47,10 @@ def build(extra: Iterable[Collector] = ()) -> CollectorRegistry:
 def render(registry: CollectorRegistry) -> bytes:
     """The Prometheus text exposition of a registry."""
     return generate_latest(registry)
+
+
+def prepare() -> None:
+    """Create PROMETHEUS_MULTIPROC_DIR when set but missing; emptying it is the launcher's job."""
+    path = multiprocess_dir()
+    if path:
+        Path(path).mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from signup.extensions import db
 from tests.e2e.conftest import Worker, wait_for
-from tests.faults.web import ring_all, served
+from tests.faults.web import free_port, ring_all, served
 from tests.helpers import DATABASE_URL, REDIS_URL
 from tests.integration.factories import campaign
 
@@ -52,7 +52,8 @@ def test_one_scrape_adds_up_gunicorn_workers_and_celery_pool_processes(
     folder = tmp_path / "prometheus"
     folder.mkdir()
     shared = {"PROMETHEUS_MULTIPROC_DIR": str(folder), "METRICS_TOKEN": TOKEN}
-    start_worker(beat=True, concurrency=2, **shared)
+    worker_port = free_port()
+    start_worker(beat=True, concurrency=2, METRICS_PORT=str(worker_port), **shared)
     with served(DATABASE_URL, REDIS_URL, tmp_path, RELAY_NUDGE="false", **shared) as (base, _):
         assert requests.get(base + "/metrics", timeout=10).status_code == 401
         answers = ring_all(base, [("CA" + "e" * 32, "+919911278181")], jan.number)
@@ -69,5 +70,12 @@ def test_one_scrape_adds_up_gunicorn_workers_and_celery_pool_processes(
         unprocessed = found[("signup_calls_unprocessed", frozenset({("state", "pending")}))]
         assert unprocessed == 0
         assert found[("signup_metrics_database_up", frozenset())] == 1
+
+        # The worker's own listener (METRICS_PORT): its pool's timings, same guard, no database.
+        worker = f"http://127.0.0.1:{worker_port}"
+        assert requests.get(worker + "/metrics", timeout=10).status_code == 401
+        own = scrape(worker)
+        assert task_runs(own, "signup.messaging.tasks.send_message") == 1
+        assert ("signup_metrics_database_up", frozenset()) not in own
     # Every process wrote its own files; none is shared between two processes.
     assert len({path.name.split("_")[-1] for path in folder.glob("*.db")}) >= 2
