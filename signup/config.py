@@ -82,7 +82,7 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "SMS_HTTP_TIMEOUT": float(_env("SMS_HTTP_TIMEOUT", "10") or 10),
         "SMS_SENDING_STALE_SECONDS": _int_env("SMS_SENDING_STALE_SECONDS", 600),
         "SMS_REQUEUE_AFTER": _int_env("SMS_REQUEUE_AFTER", 120),
-        "RELAY_BATCH_SIZE": _int_env("RELAY_BATCH_SIZE", 2000),
+        "RELAY_BATCH_SIZE": _int_env("RELAY_BATCH_SIZE", 5000),
         "PROCESS_BATCH_SIZE": _int_env("PROCESS_BATCH_SIZE", 250),
         "RELAY_NUDGE": _bool_env("RELAY_NUDGE", True),
         "WEBHOOK_AUTOCOMMIT": _bool_env("WEBHOOK_AUTOCOMMIT", True),

@@ -1,17 +1,17 @@
 """Processing calls in batches: process_call's rules, in a handful of statements per batch.
 
 One task per call tops out near a thousand calls a second on two cores; a drive's spike is
-larger. The common case, a person calling a campaign's number once in the batch, is written
-with multi-row statements (volunteers.bulk); everything else (opt-outs, callers seen twice in
-the batch) goes through process_call one by one, in the same transaction, so the rules live
-in one place. tests/integration/test_batch_processing.py checks both paths give the same rows.
+larger. Joins, nearly every call, are written with multi-row statements (volunteers.bulk), in
+rounds of one call per caller so that a person's calls apply in the order they came; opt-outs
+go through process_call, in the same transaction, so their rules live in one place.
+tests/integration/test_batch_processing.py checks both paths give the same rows.
 """
 
 from __future__ import annotations
 
 import bisect
 import logging
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -68,7 +68,7 @@ def process_batch(call_ids: list[int]) -> BatchResult:
     finished: dict[tuple[str, int | None], list[int]] = defaultdict(list)
     candidates: list[_Pending] = []
     for call in pending:
-        campaign, is_optout = routes.get(call.called or "", (None, False))
+        campaign, _ = routes.get(call.called or "", (None, False))
         if campaign is None:
             finished[(CallOutcome.UNROUTED, None)].append(call.id)
         elif not call.phone.is_person:
@@ -76,15 +76,37 @@ def process_batch(call_ids: list[int]) -> BatchResult:
         else:
             candidates.append(call)
     flooding = _flooding(candidates)
-    callers = Counter(c.phone.e164 for c in candidates if c.id not in flooding)
-    joiners: list[bulk.Joiner] = []
-    one_by_one: list[int] = []
+    by_caller: dict[str, deque[_Pending]] = defaultdict(deque)
     for call in candidates:
-        campaign, is_optout = routes[call.called or ""]
         if call.id in flooding:
-            finished[(CallOutcome.FLOODING, campaign.id)].append(call.id)
-        elif is_optout or callers[call.phone.e164] > 1:
-            one_by_one.append(call.id)
+            finished[(CallOutcome.FLOODING, routes[call.called or ""][0].id)].append(call.id)
+        else:
+            by_caller[call.phone.e164 or ""].append(call)
+    # Rounds of one call per caller keep each person's calls in the order they came.
+    while by_caller:
+        heads = [calls.popleft() for calls in by_caller.values()]
+        by_caller = {caller: calls for caller, calls in by_caller.items() if calls}
+        _round(heads, routes, finished, result)
+    _finish(finished, result)
+    db.session.flush()
+    return result
+
+
+def _round(
+    heads: list[_Pending],
+    routes: dict[str, tuple[Campaign, bool]],
+    finished: dict[tuple[str, int | None], list[int]],
+    result: BatchResult,
+) -> None:
+    """Apply one call from each of many distinct callers: joins together, opt-outs singly."""
+    joiners: list[bulk.Joiner] = []
+    for call in heads:
+        campaign, is_optout = routes[call.called or ""]
+        if is_optout:  # rare, and never creates anyone: the one-call rules apply it
+            processed = process_call(call.id)
+            if processed is not None:
+                result.outcomes[processed.outcome] += 1
+                result.message_ids.extend(processed.message_ids)
         else:
             joiners.append(bulk.Joiner(call.id, call.phone, call.received_at, campaign))
     joined_calls = bulk.join_callers(joiners)
@@ -94,14 +116,6 @@ def process_batch(call_ids: list[int]) -> BatchResult:
         finished[(outcome, joiner.campaign.id)].append(joiner.call_id)
         if joined.message is not None and joined.message.due:
             result.message_ids.append(joined.message.id)
-    _finish(finished, result)
-    for call_id in one_by_one:  # in id order: a caller's calls apply in the order they came
-        processed = process_call(call_id)
-        if processed is not None:
-            result.outcomes[processed.outcome] += 1
-            result.message_ids.extend(processed.message_ids)
-    db.session.flush()
-    return result
 
 
 def _lock_pending(call_ids: list[int]) -> list[_Pending]:

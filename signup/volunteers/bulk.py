@@ -86,20 +86,20 @@ def _count_calls(ordered: list[Joiner]) -> dict[str, int]:
     """Insert or update one volunteer per caller, active after joining; phone -> volunteer id."""
     now = clock.now()
     table = Volunteer.__table__
-    insert = dbx.insert(Volunteer).values(
-        [
-            {
-                "phone": j.e164,
-                "status": VolunteerStatus.ACTIVE,
-                "call_count": 1,
-                "first_call_at": j.received_at,
-                "last_call_at": j.received_at,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for j in ordered
-        ]
-    )
+    rows = [
+        {
+            "phone": j.e164,
+            "status": VolunteerStatus.ACTIVE,
+            "call_count": 1,
+            "first_call_at": j.received_at,
+            "last_call_at": j.received_at,
+            "opted_out_at": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for j in ordered
+    ]
+    insert = dbx.insert(table)
     excluded = insert.excluded
     stmt = insert.on_conflict_do_update(
         index_elements=["phone"],
@@ -107,38 +107,39 @@ def _count_calls(ordered: list[Joiner]) -> dict[str, int]:
             "call_count": table.c.call_count + 1,
             "first_call_at": dbx.earliest(table.c.first_call_at, excluded.first_call_at),
             "last_call_at": dbx.latest(table.c.last_call_at, excluded.last_call_at),
-            # A join leaves the volunteer active (services.join's _refresh_status).
-            "status": VolunteerStatus.ACTIVE,
-            "opted_out_at": None,
+            # A join leaves the volunteer active (services.join's _refresh_status). Values
+            # come from `excluded`, never new parameters, so the statement stays batchable.
+            "status": excluded.status,
+            "opted_out_at": excluded.opted_out_at,
             "updated_at": excluded.updated_at,
         },
     ).returning(table.c.phone, table.c.id)
-    return {phone: volunteer_id for phone, volunteer_id in db.session.execute(stmt)}
+    # One statement, many parameter sets: SQLAlchemy sends them as multi-row VALUES pages
+    # ("insertmanyvalues") from a statement compiled once and cached.
+    return {phone: volunteer_id for phone, volunteer_id in db.session.execute(stmt, rows)}
 
 
 def _subscribe(ordered: list[Joiner], volunteer_ids: dict[str, int]) -> dict[int, ConsentEventType]:
     """Create or reactivate each subscription; record consent where it changed; call id -> event."""
     now = clock.now()
-    created = {
-        (volunteer_id, campaign_id)
-        for volunteer_id, campaign_id in db.session.execute(
-            dbx.insert(Subscription)
-            .values(
-                [
-                    {
-                        "volunteer_id": volunteer_ids[j.e164],
-                        "campaign_id": j.campaign.id,
-                        "status": VolunteerStatus.ACTIVE,
-                        "joined_at": now,
-                        "withdrawals": 0,
-                    }
-                    for j in ordered
-                ]
-            )
-            .on_conflict_do_nothing(index_elements=["volunteer_id", "campaign_id"])
-            .returning(Subscription.volunteer_id, Subscription.campaign_id)
-        )
-    }
+    rows = [
+        {
+            "volunteer_id": volunteer_ids[j.e164],
+            "campaign_id": j.campaign.id,
+            "status": VolunteerStatus.ACTIVE,
+            "joined_at": now,
+            "withdrawals": 0,
+        }
+        for j in ordered
+    ]
+    table = Subscription.__table__
+    inserted = db.session.execute(
+        dbx.insert(table)
+        .on_conflict_do_nothing(index_elements=["volunteer_id", "campaign_id"])
+        .returning(table.c.volunteer_id, table.c.campaign_id),
+        rows,
+    )
+    created = {(volunteer_id, campaign_id) for volunteer_id, campaign_id in inserted}
     inactive = _locked_inactive(
         [j for j in ordered if (volunteer_ids[j.e164], j.campaign.id) not in created],
         volunteer_ids,
