@@ -47,6 +47,9 @@ STATUS_RANK = {
 }
 
 
+AWAITING_SEND = frozenset({MessageStatus.PENDING, MessageStatus.QUEUED, MessageStatus.SENDING})
+
+
 @dataclass(frozen=True, slots=True)
 class DeliveryOutcome:
     """What one send attempt did."""
@@ -392,7 +395,9 @@ def apply_status(
         .where(Message.provider_message_id == provider_message_id)
         .with_for_update(key_share=True)
     )
-    if message is None:
+    if message is None or message.status in AWAITING_SEND:
+        # Waiting to be sent again (a scheduled resend): the report is about the attempt
+        # already applied, delivered once more by the provider's retry or a replay.
         return False
     current = STATUS_RANK.get(MessageStatus(message.status), 0)
     if STATUS_RANK[status] <= current and message.status != MessageStatus.UNKNOWN:

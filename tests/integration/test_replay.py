@@ -131,11 +131,6 @@ def test_a_replayed_delivery_report_never_moves_a_message_back(client: FlaskClie
     assert message.status == MessageStatus.DELIVERED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="apply_status: a repeated 30003/30008 report finds the message pending (rank 0) "
-    "with resends=1 and marks it undelivered, cancelling the resend the first report scheduled",
-)
 def test_a_replayed_unreachable_report_keeps_the_one_resend(client: FlaskClient) -> None:
     message = sent_onboarding(client)
     unreachable = capture(
