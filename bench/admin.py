@@ -296,6 +296,7 @@ def build_app(server: str) -> Flask:
             "SMS_QUIET_HOURS": "off",
             "RELAY_NUDGE": False,
             "SIGNUP_TIMEZONE": TIMEZONE,
+            "SCHEMA_MIGRATIONS": True,
         }
     )
 

@@ -12,7 +12,7 @@ from sqlalchemy import event as sa_event
 
 from signup import config as settings
 from signup import logcontext, logs
-from signup.extensions import csrf, db, limiter, login_manager, migrate
+from signup.extensions import csrf, db, limiter, login_manager
 from signup.metrics import registry as metrics_registry
 
 MIGRATIONS = str(Path(__file__).resolve().parent.parent / "migrations")
@@ -37,7 +37,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     metrics_registry.prepare()  # before any module binds a metric to a file there
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=MIGRATIONS)
+    if app.config.get("SCHEMA_MIGRATIONS"):
+        _init_migrations(app)
     login_manager.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
@@ -78,6 +79,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _init_migrations(app: Flask) -> None:
+    """Bind Flask-Migrate. Only the CLI, the demo and the tests run migrations, so web and
+    worker processes never import Alembic (about 12 MB resident each)."""
+    from flask_migrate import Migrate
+
+    Migrate(app, db, directory=MIGRATIONS)
 
 
 def _register_models() -> None:

@@ -13,7 +13,7 @@ from signup.config import ConfigError
 
 def _create_app() -> object:
     try:
-        return create_app()
+        return create_app({"SCHEMA_MIGRATIONS": True})
     except (ConfigError, ValueError) as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)

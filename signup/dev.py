@@ -11,7 +11,6 @@ import sys
 import click
 import requests
 from flask import current_app
-from flask_migrate import upgrade
 from twilio.request_validator import RequestValidator
 from werkzeug.serving import run_simple
 
@@ -100,6 +99,8 @@ def simulate_call(from_number: str, to_number: str | None, base_url: str) -> Non
 @click.option("--demo/--no-demo", default=False, help="Create a demo campaign when there is none.")
 def serve(host: str, port: int, demo: bool) -> None:
     """Run web, worker and scheduler together on this machine (development only)."""
+    from flask_migrate import upgrade  # CLI only: web and worker processes never load Alembic
+
     upgrade()
     if demo and not campaigns.list_campaigns():
         campaigns.create_campaign(

@@ -49,6 +49,7 @@ def base_config(**overrides: Any) -> dict[str, Any]:
         # switched on; tests/integration/test_autocommit.py runs the webhook with it, committed.
         "WEBHOOK_AUTOCOMMIT": False,
         "LOG_FORMAT": "json",
+        "SCHEMA_MIGRATIONS": True,
     }
     config.update(overrides)
     return config

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import indian_pincode
-
 SMALL_WORDS = {"and", "of"}
 
 
@@ -30,6 +28,8 @@ def _title(name: str) -> str:
 
 def lookup(pincode: str) -> Place | None:
     """The place of a PIN code, or None when India Post does not know it."""
+    import indian_pincode  # about 10 MB of data: loaded by the first lookup, not at start
+
     if not indian_pincode.validate(pincode):
         return None
     state = indian_pincode.get_state(pincode)
@@ -42,4 +42,6 @@ def lookup(pincode: str) -> Place | None:
 
 def data_version() -> str:
     """The India Post snapshot the bundled table was built from."""
+    import indian_pincode
+
     return str(indian_pincode.DATA_VERSION)
