@@ -21,7 +21,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -53,6 +53,8 @@ class Result:
     sms_sent: int
     sms_requests: int
     duplicate_sms: int
+    web_rss_mb: list[float] = field(default_factory=list)  # each gunicorn worker, after the run
+    worker_rss_mb: list[float] = field(default_factory=list)  # the Celery worker and its pool
 
     @property
     def exact(self) -> bool:
@@ -144,6 +146,24 @@ def _post_all(base: str, plan: list[tuple[str, str]], rate: float, threads: int)
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(post, range(len(plan))))
     return answered
+
+
+def _rss_mb(pid: int) -> float:
+    """Resident memory of one process in MB (0 when it is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return 0.0
+    line = next((x for x in status.splitlines() if x.startswith("VmRSS:")), "VmRSS: 0 kB")
+    return int(line.split()[1]) / 1024
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of a process (Linux /proc)."""
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
 
 
 def _wait(condition: object, timeout: float) -> bool:
@@ -264,6 +284,7 @@ def run(
             counts = dict(conn.execute("SELECT phone, call_count FROM volunteers").fetchall())
             sent = conn.execute("SELECT count(*) FROM messages WHERE status = 'sent'").fetchone()[0]
         recipients = Counter(r.form["To"] for r in fake.sms_requests())
+        web, worker = processes
         return Result(
             calls=calls,
             callers=callers,
@@ -276,6 +297,8 @@ def run(
             sms_sent=sent,
             sms_requests=sum(recipients.values()),
             duplicate_sms=sum(n - 1 for n in recipients.values() if n > 1),
+            web_rss_mb=[_rss_mb(pid) for pid in _children(web.pid)],
+            worker_rss_mb=[_rss_mb(pid) for pid in [worker.pid, *_children(worker.pid)]],
         )
     finally:
         for process in processes:
@@ -331,6 +354,12 @@ def main() -> None:
         f"| {result.seconds_draining:.1f} | {result.answered:,} | {result.call_rows:,} "
         f"| {result.volunteers:,} | {result.counts_match} | {result.sms_sent:,} "
         f"| {result.sms_requests:,} | {result.duplicate_sms} |"
+    )
+    print(
+        "\nresident memory after the run, MB: gunicorn workers "
+        + ", ".join(f"{mb:.0f}" for mb in result.web_rss_mb)
+        + "; Celery worker (main, then pool and beat) "
+        + ", ".join(f"{mb:.0f}" for mb in result.worker_rss_mb)
     )
     print("exact: nothing lost, nothing doubled" if result.exact else "NOT EXACT")
     sys.exit(0 if result.exact else 1)
