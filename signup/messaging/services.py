@@ -273,10 +273,12 @@ def _dlt(message: Message) -> Dlt | None:
 
 
 def deliver(message: Message, sender: SmsSender, limiter: RateLimiter) -> DeliveryOutcome:
-    """Call the provider for a claimed message and record what happened (flushes, no commit).
+    """Call the provider for a claimed message and record what happened (flushed, not committed).
 
     Waits for a slot in the provider account's shared rate limit; when the wait would be long,
-    the message goes back to `pending` for that long instead of holding the worker.
+    the message goes back to `pending` for that long instead of holding the worker. The
+    transaction is committed before the wait and the provider call, so a sending thread holds
+    no database connection while it waits (a threads pool has far more threads than connections).
     """
     message.provider = sender.name
     try:
@@ -290,6 +292,7 @@ def deliver(message: Message, sender: SmsSender, limiter: RateLimiter) -> Delive
         )
         db.session.refresh(message)
         return DeliveryOutcome(MessageStatus.PENDING)
+    db.session.commit()  # `sending` is durable before the provider is called; no connection held
     if grant.wait > 0:
         time.sleep(grant.wait)
     try:
