@@ -20,10 +20,17 @@ def sender() -> SmsSender:
 
 @shared_task(name="signup.messaging.tasks.send_message", ignore_result=True, acks_late=True)
 def send_message(message_id: int) -> str | None:
-    """Claim, commit, call the provider, record: a duplicate delivery finds nothing to claim."""
+    """Claim, commit, call the provider, record: a duplicate delivery finds nothing to claim.
+
+    Runs on many threads at once (docs/deployment.md): the claim is committed inside deliver,
+    just before the provider call, so each send takes two short transactions and no database
+    connection is held while the provider answers.
+    """
+    session = db.session()
+    session.expire_on_commit = False  # the claimed row is ours: no reloads after each commit
     message = services.claim_for_sending(message_id)
-    db.session.commit()
     if message is None:
+        db.session.commit()
         return None
     outcome = services.deliver(message, sender(), current_app.extensions["sms_rate_limiter"])
     if outcome.opted_out:

@@ -7,7 +7,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import requests
+from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NameResolutionError, NewConnectionError
+
+# Idle connections kept per provider host. A threads-pool sending worker (docs/deployment.md)
+# has up to this many requests in flight at once; a smaller pool would close and reopen (with a
+# new TLS handshake) every connection beyond it. Only connections actually opened cost anything.
+HTTP_POOL_SIZE = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +76,15 @@ class SmsSender(Protocol):
     def send(self, sms: OutboundSms) -> SendResult:
         """Hand one message to the provider."""
         ...
+
+
+def http_session(pool_size: int = HTTP_POOL_SIZE) -> requests.Session:
+    """A requests session whose connection pool can serve `pool_size` threads at once."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
 
 
 def callback_url(config: Mapping[str, Any], path: str) -> str | None:

@@ -14,6 +14,7 @@ from signup.messaging.providers.base import (
     SendError,
     SendResult,
     callback_url,
+    http_session,
     network_error,
 )
 
@@ -53,7 +54,7 @@ class ExotelSender:
     ) -> None:
         self.account = account_sid
         self._url = f"{base_url.rstrip('/')}/v1/Accounts/{account_sid}/Sms/send.json"
-        self._session = requests.Session()
+        self._session = http_session()  # shared by a sending worker's threads
         self._session.auth = (api_key, api_token)
         self._sms_type = sms_type
         self._timeout = timeout

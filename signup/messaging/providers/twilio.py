@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 import requests
 from twilio.base.exceptions import TwilioException, TwilioRestException
-from twilio.http.http_client import TwilioHttpClient
+from twilio.http import HttpClient
+from twilio.http.response import Response
 from twilio.rest import Client
 
 from signup.messaging.providers.base import (
@@ -15,11 +17,13 @@ from signup.messaging.providers.base import (
     SendError,
     SendResult,
     callback_url,
+    http_session,
     network_error,
 )
 
 TRANSIENT_CODES = frozenset({20429})
 OPTED_OUT_CODES = frozenset({21610})
+JSON_TYPES = ("application/json", "application/scim+json")
 
 
 def classify(exc: TwilioRestException) -> SendError:
@@ -32,6 +36,45 @@ def classify(exc: TwilioRestException) -> SendError:
         transient=transient,
         opted_out=code in OPTED_OUT_CODES,
     )
+
+
+class ThreadSafeHttpClient(HttpClient):
+    """twilio-python's HTTP client interface over one pooled session, callable from many threads.
+
+    twilio's own TwilioHttpClient stores each answer on the shared client and returns that
+    attribute, so two threads sending at once can get each other's answer (and Message SID);
+    its https pool also keeps only min(32, cpus + 4) connections. This one returns its own answer.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(logging.getLogger("twilio.http_client"), False, timeout)
+        self.session = http_session()
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+    ) -> Response:
+        """Send one request and return its answer (no state kept between calls)."""
+        as_json = (headers or {}).get("Content-Type") in JSON_TYPES
+        response = self.session.request(
+            method.upper(),
+            url,
+            params=params,  # type: ignore[arg-type]  # twilio passes plain string values
+            data=None if as_json else data,
+            json=data if as_json else None,
+            headers=headers,
+            auth=auth,
+            timeout=timeout if timeout is not None else self.timeout,
+            allow_redirects=allow_redirects,
+        )
+        return Response(int(response.status_code), response.text, response.headers)
 
 
 class TwilioSender:
@@ -52,9 +95,7 @@ class TwilioSender:
     ) -> None:
         if not (from_number or messaging_service_sid):
             raise ValueError("set TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID")
-        self._client = Client(
-            account_sid, auth_token, http_client=TwilioHttpClient(timeout=timeout)
-        )
+        self._client = Client(account_sid, auth_token, http_client=ThreadSafeHttpClient(timeout))
         self._client.api.base_url = base_url.rstrip("/")
         self.account = account_sid
         self._from = from_number
