@@ -17,6 +17,7 @@ from werkzeug.serving import run_simple
 from signup.campaigns import services as campaigns
 from signup.extensions import db
 from signup.phones import parse_number_argument
+from signup.tasking import QUEUES
 
 DEMO_NUMBER = "+918047259725"
 DEMO_OPTOUT_NUMBER = "+918047259726"
@@ -107,7 +108,7 @@ def serve(host: str, port: int, demo: bool) -> None:
             slug="demo", name="Demo Abhiyan", number=DEMO_NUMBER, optout_number=DEMO_OPTOUT_NUMBER
         )
         db.session.commit()
-    worker = subprocess.Popen(
+    worker = subprocess.Popen(  # noqa: S603 - our own fixed command line
         [
             sys.executable,
             "-m",
@@ -118,6 +119,7 @@ def serve(host: str, port: int, demo: bool) -> None:
             "-B",
             "--pool=solo",
             "--loglevel=INFO",
+            f"--queues={','.join(QUEUES)}",  # one worker does everything here
         ],
         env=os.environ.copy(),
     )

@@ -12,10 +12,27 @@ from typing import Any
 
 from celery import Celery, Task
 from flask import Flask
+from kombu import Exchange, Queue
 
 from signup.logs import event
 
 log = logging.getLogger(__name__)
+
+# Queues by kind of work, so a burst of SMS never delays new calls and a slow hourly job never
+# holds either: production runs one worker per kind (`-Q intake,maintenance` on prefork,
+# `-Q sending` on threads); a worker started without -Q consumes them all.
+INTAKE, SENDING, MAINTENANCE = "intake", "sending", "maintenance"
+QUEUES = (INTAKE, SENDING, MAINTENANCE)
+EXCHANGE = Exchange("signup", type="direct")
+TASK_QUEUES = {
+    "signup.calls.tasks.relay_calls": INTAKE,
+    "signup.calls.tasks.process_calls": INTAKE,
+    "signup.calls.tasks.replay_spool": INTAKE,
+    "signup.messaging.tasks.send_message": SENDING,
+    "signup.messaging.tasks.relay_messages": SENDING,
+    "signup.messaging.tasks.sweep_stale_messages": SENDING,
+    "signup.calls.tasks.purge_raw_caller_strings": MAINTENANCE,
+}
 
 
 def celery_config(app: Flask) -> dict[str, Any]:
@@ -32,6 +49,14 @@ def celery_config(app: Flask) -> dict[str, Any]:
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": 2,
         "worker_hijack_root_logger": False,
+        # Declared queues are what a worker without -Q consumes; tasks with no route (e.g. new
+        # ones) go to intake, which every deployment runs.
+        "task_queues": [Queue(name, EXCHANGE, routing_key=name) for name in QUEUES],
+        "task_default_queue": INTAKE,
+        "task_default_exchange": EXCHANGE.name,
+        "task_default_routing_key": INTAKE,
+        "task_routes": {name: {"queue": queue} for name, queue in TASK_QUEUES.items()},
+        "task_create_missing_queues": True,
         "beat_schedule": {
             "relay-calls": {
                 "task": "signup.calls.tasks.relay_calls",

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from signup.tasking import QUEUES
 from tests.fakes.twilio_api import FakeTwilio
 from tests.helpers import ACCOUNT_SID, AUTH_TOKEN, DATABASE_URL, PUBLIC_BASE_URL, REDIS_URL
 
@@ -49,11 +50,19 @@ class Worker:
 def start_worker(
     committed: object, fake_twilio: FakeTwilio, redis_client: redis.Redis, tmp_path: Path
 ) -> Iterator[Callable[..., Worker]]:
-    """Start workers (optionally with embedded beat); all are stopped after the test."""
+    """Start workers (optionally with embedded beat), on every queue unless told; all are
+    stopped after the test."""
     redis_client.flushdb()
     workers: list[Worker] = []
 
-    def start(*, beat: bool = True, concurrency: int = 2, **settings: str) -> Worker:
+    def start(
+        *,
+        beat: bool = True,
+        concurrency: int = 2,
+        pool: str = "prefork",
+        queues: tuple[str, ...] = QUEUES,
+        **settings: str,
+    ) -> Worker:
         env = {
             **os.environ,
             "DATABASE_URL": DATABASE_URL,
@@ -82,6 +91,8 @@ def start_worker(
             "worker",
             "--loglevel=INFO",
             f"--concurrency={concurrency}",
+            f"--pool={pool}",
+            f"--queues={','.join(queues)}",
             "-n",
             f"e2e{index}@%h",
         ]
