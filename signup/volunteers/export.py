@@ -12,8 +12,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import ColumnElement, Select, case, func, literal, select
-from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy import ColumnElement, select
 
 from signup.campaigns.models import Campaign
 from signup.database import dialect_name, id_in
@@ -187,8 +186,9 @@ def iter_rows(filters: VolunteerFilter, timezone: str) -> Iterator[list[Any]]:
 class CsvExport:
     """The CSV as UTF-8 chunks (BOM and header first); `rows` counts the rows written.
 
-    On PostgreSQL the database writes it (COPY ... TO STDOUT, streamed in chunks); elsewhere
-    Python does, in keyset batches. Both give the same bytes (a test compares them).
+    On PostgreSQL the database writes it (COPY ... TO STDOUT; see signup.volunteers.pgcopy,
+    which splits the ids over two connections); elsewhere Python does, in keyset batches.
+    Both give the same bytes (a test compares them).
     """
 
     def __init__(self, filters: VolunteerFilter, timezone: str) -> None:
@@ -197,10 +197,15 @@ class CsvExport:
         self.rows = 0
 
     def __iter__(self) -> Iterator[bytes]:
-        yield BOM.encode()
         if dialect_name() == "postgresql":
-            yield from self._copy()
+            from signup.volunteers.pgcopy import copy_export  # it imports this module
+
+            yield (BOM + ",".join(COLUMNS) + "\n").encode()
+            for rows, block in copy_export(self.filters.condition(), self.timezone):
+                self.rows += rows
+                yield block
         else:
+            yield BOM.encode()
             yield from self._python()
 
     def _python(self) -> Iterator[bytes]:
@@ -215,69 +220,3 @@ class CsvExport:
                 buffer.seek(0)
                 buffer.truncate()
         yield buffer.getvalue().encode()
-
-    def _copy(self) -> Iterator[bytes]:
-        condition = self.filters.condition()
-        self.rows = (
-            db.session.scalar(select(func.count()).select_from(Volunteer).where(condition)) or 0
-        )
-        statement = copy_query(condition).compile(
-            dialect=db.session.get_bind().dialect, compile_kwargs={"render_postcompile": True}
-        )
-        raw = db.session.connection().connection.driver_connection
-        assert raw is not None
-        with raw.cursor() as cursor:
-            cursor.execute("SELECT set_config('TimeZone', %s, true)", [self.timezone])
-            sql = f"COPY ({statement}) TO STDOUT WITH (FORMAT csv, HEADER)"
-            with cursor.copy(sql, statement.params) as copy:
-                for chunk in copy:
-                    yield bytes(chunk)
-
-
-def _sql_text(column: Any) -> Any:
-    """What safe_cell does, in SQL: formula prefix, no carriage returns, NULL for empty."""
-    safe = case(
-        (func.left(column, 1).in_(list(FORMULA_PREFIXES)), literal("'") + column), else_=column
-    )
-    return func.nullif(func.replace(safe, "\r", ""), "")
-
-
-def _sql_time(column: Any) -> Any:
-    """ISO 8601 with the offset, in the session's time zone (set to SIGNUP_TIMEZONE)."""
-    return func.to_char(column, 'YYYY-MM-DD"T"HH24:MI:SSTZH:TZM')
-
-
-def copy_query(condition: ColumnElement[bool]) -> Select[Any]:
-    """The export as one query whose columns are the CSV's, for PostgreSQL's COPY."""
-    slugs = (
-        select(
-            Subscription.volunteer_id.label("volunteer_id"),
-            func.string_agg(Campaign.slug, aggregate_order_by(literal(";"), Campaign.slug)).label(
-                "slugs"
-            ),
-        )
-        .join(Campaign, Campaign.id == Subscription.campaign_id)
-        .group_by(Subscription.volunteer_id)
-        .subquery()
-    )
-    v = Volunteer
-    return (
-        select(
-            v.phone.label("phone"),
-            _sql_text(v.name).label("name"),
-            _sql_text(v.status).label("status"),
-            _sql_text(slugs.c.slugs).label("campaigns"),
-            v.call_count.label("call_count"),
-            _sql_time(v.first_call_at).label("first_call_at"),
-            _sql_time(v.last_call_at).label("last_call_at"),
-            _sql_time(v.consent_at).label("consent_at"),
-            _sql_time(v.opted_out_at).label("opted_out_at"),
-            _sql_text(v.state).label("state"),
-            _sql_text(v.district).label("district"),
-            _sql_text(v.pincode).label("pincode"),
-            _sql_text(v.language).label("language"),
-        )
-        .outerjoin(slugs, slugs.c.volunteer_id == v.id)
-        .where(condition)
-        .order_by(v.id)
-    )

@@ -1,0 +1,182 @@
+"""The PostgreSQL export on two connections (committed data): the Python writer's bytes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import insert, select
+
+from signup.admin.access import Access
+from signup.campaigns.models import Campaign
+from signup.extensions import db
+from signup.users.models import Role
+from signup.volunteers import export as module
+from signup.volunteers import pgcopy
+from signup.volunteers.export import CsvExport, VolunteerFilter
+from signup.volunteers.models import Subscription, Volunteer
+from tests.integration.factories import campaign
+
+NAMES = [
+    'Asha, "the" organiser',
+    "line\nbreak",
+    "",
+    None,
+    "=1+1",
+    "आशा देवी",
+    "tab\there",
+    "\rcarriage",
+    "-5",
+    "@home",
+    "trailing ",
+]
+TIMES = [
+    datetime(2026, 11, 21, 18, 45, 7, 999_999, tzinfo=UTC),
+    datetime(1969, 12, 31, 23, 59, 59, 500_000, tzinfo=UTC),  # before the fast window: to_char
+    datetime(2150, 6, 1, 12, 0, 1, tzinfo=UTC),  # after it
+    datetime(2009, 3, 8, 6, 30, tzinfo=UTC),  # Caracas was -04:30 then
+    None,
+]
+ZONES = ("Asia/Kolkata", "UTC", "America/St_Johns", "Europe/London", "America/Caracas")
+
+
+@pytest.fixture
+def seeded(committed: Flask) -> Iterator[list[int]]:
+    """Committed volunteers with awkward cells in four campaigns; the campaigns' ids."""
+    ids = [
+        campaign("b-second", "+918047250001", "+918047259001").id,
+        campaign("a-first", "+918047250002", None, name="A").id,
+        campaign("d-fourth", "+918047250003", None, name="D").id,
+        campaign("c-third", "+918047250004", None, name="C").id,
+    ]
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "phone": f"+9199112{i:05d}",
+            "name": NAMES[i % len(NAMES)],
+            "status": ["active", "opted_out", "imported"][i % 3],
+            "call_count": i % 4,
+            "first_call_at": TIMES[i % len(TIMES)],
+            "last_call_at": TIMES[(i + 1) % len(TIMES)],
+            "consent_at": TIMES[(i + 2) % len(TIMES)],
+            "opted_out_at": TIMES[(i + 3) % len(TIMES)] if i % 3 == 1 else None,
+            "state": ["Bihar", "", None, "=cmd"][i % 4],
+            "district": "+x" if i % 5 == 0 else "Patna",
+            "pincode": "800001" if i % 2 else None,
+            "language": ["hi", "en", None][i % 3],
+            "created_at": now,
+            "updated_at": now,
+        }
+        for i in range(60)
+    ]
+    db.session.execute(insert(Volunteer), rows)
+    volunteer_ids = db.session.scalars(select(Volunteer.id).order_by(Volunteer.id)).all()
+    db.session.execute(
+        insert(Subscription),
+        [
+            {"volunteer_id": v, "campaign_id": c, "status": "active", "joined_at": now}
+            for n, v in enumerate(volunteer_ids)
+            for bit, c in enumerate(ids)
+            if (n * 7 + 3) >> bit & 1  # every combination of the four campaigns, and none
+        ],
+    )
+    db.session.commit()
+    yield ids
+
+
+def both(filters: VolunteerFilter, zone: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
+    """The bytes of the PostgreSQL export and of the Python writer, and the rows counted."""
+    fast = CsvExport(filters, zone)
+    fast_bytes = b"".join(fast)
+    db.session.rollback()
+    with monkeypatch.context() as patch:
+        patch.setattr(module, "dialect_name", lambda: "sqlite")
+        slow = CsvExport(filters, zone)
+        slow_bytes = b"".join(slow)
+    db.session.rollback()
+    return (fast_bytes, fast.rows), (slow_bytes, slow.rows)
+
+
+@pytest.mark.parametrize("zone", ZONES)
+def test_segments_on_two_connections_give_the_python_writers_bytes(
+    seeded: list[int], zone: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pgcopy, "SEGMENT", 7)  # 9 segments over 60 ids, in turn on 2 connections
+    monkeypatch.setattr(pgcopy, "BLOCK", 300)  # several blocks per segment
+    used: list[int] = []
+    parallel = pgcopy._parallel
+
+    def spy(*args: Any) -> Iterator[pgcopy.Block]:
+        used.append(1)
+        yield from parallel(*args)
+
+    monkeypatch.setattr(pgcopy, "_parallel", spy)
+    (fast, fast_rows), (slow, slow_rows) = both(VolunteerFilter(), zone, monkeypatch)
+    assert used, "the export did not take the parallel path"
+    assert fast == slow
+    assert fast_rows == slow_rows == 60
+
+
+def test_filters_and_scope_apply_to_every_segment(
+    seeded: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pgcopy, "SEGMENT", 5)
+    scoped = Access(0, Role.ORGANISER, frozenset({seeded[0]}), frozenset({"Bihar", "=cmd"}))
+    slug = db.session.scalar(select(Campaign.slug).where(Campaign.id == seeded[2]))
+    for filters in (
+        VolunteerFilter(scope=scoped),
+        VolunteerFilter(campaign=slug, status="opted_out"),
+        VolunteerFilter(q="asha"),
+        VolunteerFilter(q="+91 99112 00007"),
+    ):
+        (fast, fast_rows), (slow, slow_rows) = both(filters, "Asia/Kolkata", monkeypatch)
+        assert fast == slow, filters
+        assert fast_rows == slow_rows
+        assert 0 < fast_rows < 60
+
+
+def test_many_campaigns_use_the_sorted_aggregate(
+    seeded: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pgcopy, "MASK_CAMPAIGNS", 3)  # four campaigns: more than a bitmask takes
+    monkeypatch.setattr(pgcopy, "SEGMENT", 16)
+    (fast, _), (slow, _) = both(VolunteerFilter(), "UTC", monkeypatch)
+    assert fast == slow
+    assert b"a-first;b-second;c-third;d-fourth" in fast
+
+
+def test_an_abandoned_export_leaves_the_pool_usable(
+    seeded: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pgcopy, "SEGMENT", 3)
+    monkeypatch.setattr(pgcopy, "BLOCK", 100)
+    monkeypatch.setattr(pgcopy, "READ_AHEAD", 1)  # readers wait on a full queue when it stops
+    stream = iter(CsvExport(VolunteerFilter(), "UTC"))
+    next(stream)
+    next(stream)
+    stream.close()  # the client went away
+    db.session.rollback()
+    (fast, rows), (slow, _) = both(VolunteerFilter(), "UTC", monkeypatch)
+    assert fast == slow and rows == 60
+
+
+def test_slug_labels_are_sorted_and_formula_safe() -> None:
+    assert pgcopy.slug_labels(["a", "b"]) == ["a", "b", "a;b"]
+    assert pgcopy.slug_labels(["-x", "y"]) == ["'-x", "y", "'-x;y"]
+
+
+def test_offset_suffix_by_zone() -> None:
+    assert pgcopy.offset_suffix("Asia/Kolkata") == ""  # +05:30 as PostgreSQL writes it
+    assert pgcopy.offset_suffix("UTC") == ":00"  # PostgreSQL writes +00
+    assert pgcopy.offset_suffix("America/Caracas") is None  # -04:00 and -04:30: to_char
+
+
+def test_segments_cover_the_ids_with_open_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pgcopy, "SEGMENT", 10)
+    assert pgcopy.segments(None, None) == []
+    assert pgcopy.segments(5, 5) == [(None, None)]
+    assert pgcopy.segments(1, 25) == [(None, 10), (10, 20), (20, None)]
+    assert pgcopy.segments(1, 20) == [(None, 10), (10, None)]
