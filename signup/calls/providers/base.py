@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from flask import Request, Response
+from werkzeug.datastructures import MultiDict
 
 RAW_LIMIT = 64  # raw From/To are kept for audit, cut to the column's size
 CALL_ID_LIMIT = 64
@@ -22,15 +24,25 @@ class InboundCall:
     to_raw: str
 
 
-def call_id_or_digest(raw_id: str, fallback_material: str) -> str:
+def call_id_or_digest(raw_id: str, fallback_material: str | Callable[[], str]) -> str:
     """The provider's call id, or a stable digest when it is missing or oversized.
 
     A digest keeps replays of the same odd request idempotent instead of refusing the call.
+    The material may be a function, so the common case never builds it.
     """
     if raw_id and len(raw_id) <= CALL_ID_LIMIT and raw_id.isascii() and raw_id.isprintable():
         return raw_id
-    digest = hashlib.sha256((raw_id or fallback_material).encode("utf-8", "replace")).hexdigest()
+    if not raw_id and callable(fallback_material):
+        fallback_material = fallback_material()
+    material = raw_id or fallback_material
+    assert isinstance(material, str)
+    digest = hashlib.sha256(material.encode("utf-8", "replace")).hexdigest()
     return "sha256:" + digest[:48]
+
+
+def form_material(fields: MultiDict[str, str]) -> str:
+    """Every field of a request, sorted, as one string: what a missing call id is digested from."""
+    return "&".join(f"{k}={v}" for k, v in sorted(fields.items(multi=True)))
 
 
 def clip(value: str | None) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from flask import Request, Response, current_app
 
-from signup.calls.providers.base import InboundCall, call_id_or_digest
+from signup.calls.providers.base import InboundCall, call_id_or_digest, form_material
 
 
 def address_allowed(
@@ -58,10 +58,11 @@ class ExotelCalls:
         args = request.args
         from_raw = unquote(args.get("CallFrom", args.get("From", "")))
         to_raw = unquote(args.get("CallTo", args.get("To", "")))
-        material = "&".join(f"{k}={v}" for k, v in sorted(args.items(multi=True)))
         return InboundCall(
             provider=self.name,
-            provider_call_id=call_id_or_digest(unquote(args.get("CallSid", "")), material),
+            provider_call_id=call_id_or_digest(
+                unquote(args.get("CallSid", "")), lambda: form_material(args)
+            ),
             from_raw=from_raw,
             to_raw=to_raw,
         )

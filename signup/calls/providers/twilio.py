@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from flask import Request, Response, current_app
-from twilio.request_validator import RequestValidator
-from twilio.twiml.voice_response import VoiceResponse
+import functools
+import hmac
+from collections.abc import Iterator
+from urllib.parse import urlparse
 
-from signup.calls.providers.base import InboundCall, call_id_or_digest
+from flask import Request, Response, current_app
+from twilio.request_validator import RequestValidator, add_port, remove_port
+from twilio.twiml.voice_response import VoiceResponse
+from werkzeug.datastructures import MultiDict
+
+from signup.calls.providers.base import InboundCall, call_id_or_digest, form_material
 
 _REJECT = VoiceResponse()
 _REJECT.reject(reason="busy")
 REJECT_TWIML = str(_REJECT)
+_REJECT_BYTES = REJECT_TWIML.encode()
 
 
 def signed_url(request: Request, public_base_url: str | None) -> str:
@@ -23,14 +30,67 @@ def signed_url(request: Request, public_base_url: str | None) -> str:
     return url
 
 
+@functools.lru_cache(maxsize=8)
+def _validator(token: str) -> RequestValidator:
+    """One RequestValidator per auth token, not one per request."""
+    return RequestValidator(token)
+
+
+@functools.lru_cache(maxsize=256)
+def url_variants(url: str) -> tuple[str, ...]:
+    """The URLs RequestValidator.validate accepts a signature over: without and with the port.
+
+    The one spelled as given comes first: Twilio signs the URL as configured, so a genuine
+    request needs one HMAC instead of validate's two.
+    """
+    parsed = urlparse(url)
+    variants = (remove_port(parsed), add_port(parsed))
+    return tuple(dict.fromkeys(sorted(variants, key=lambda variant: variant != url)))
+
+
+class _FormValues:
+    """A form as RequestValidator reads it, with the `getall` it looks for first.
+
+    Given a werkzeug MultiDict, RequestValidator finds no `getall`, catches AttributeError and
+    falls back to `getlist`, once per field; this hands it `getlist` under that name instead.
+    """
+
+    __slots__ = ("_form", "getall")
+
+    def __init__(self, form: MultiDict[str, str]) -> None:
+        self._form = form
+        self.getall = form.getlist
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._form)
+
+    def __len__(self) -> int:
+        return len(self._form)
+
+
+def signature_matches(token: str, url: str, params: MultiDict[str, str], signature: str) -> bool:
+    """RequestValidator.validate for a form-encoded request, stopping at the first match.
+
+    Accepts exactly what validate accepts (twilio's compute_signature over the URL without
+    and with its port), compared in constant time.
+    """
+    given = signature.encode("utf-8", "replace")
+    validator = _validator(token)
+    values = _FormValues(params)
+    return any(
+        hmac.compare_digest(validator.compute_signature(variant, values).encode(), given)
+        for variant in url_variants(url)
+    )
+
+
 def verify_twilio_request(request: Request) -> bool:
-    """Check X-Twilio-Signature with twilio's RequestValidator over the form parameters."""
+    """Check X-Twilio-Signature with twilio's algorithm over the form parameters."""
     token = current_app.config.get("TWILIO_AUTH_TOKEN")
     signature = request.headers.get("X-Twilio-Signature", "")
     if not token or not signature:
         return False
     url = signed_url(request, current_app.config.get("PUBLIC_BASE_URL"))
-    return bool(RequestValidator(token).validate(url, request.form, signature))
+    return signature_matches(token, url, request.form, signature)
 
 
 class TwilioCalls:
@@ -45,16 +105,15 @@ class TwilioCalls:
     def parse(self, request: Request) -> InboundCall:
         """Read CallSid, From and To (or their legacy Caller/Called mirrors)."""
         form = request.form
-        from_raw = form.get("From", form.get("Caller", ""))
-        to_raw = form.get("To", form.get("Called", ""))
-        material = "&".join(f"{k}={v}" for k, v in sorted(form.items(multi=True)))
         return InboundCall(
             provider=self.name,
-            provider_call_id=call_id_or_digest(form.get("CallSid", ""), material),
-            from_raw=from_raw,
-            to_raw=to_raw,
+            provider_call_id=call_id_or_digest(
+                form.get("CallSid", ""), lambda: form_material(form)
+            ),
+            from_raw=form.get("From", form.get("Caller", "")),
+            to_raw=form.get("To", form.get("Called", "")),
         )
 
     def answer(self) -> Response:
         """Reject as busy: Twilio never picks up, so neither side is billed."""
-        return Response(REJECT_TWIML, status=200, mimetype="text/xml")
+        return Response(_REJECT_BYTES, status=200, mimetype="text/xml")
