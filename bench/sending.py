@@ -82,8 +82,6 @@ def recreate(database_url: str) -> None:
 
 def seed(count: int) -> list[int]:
     """Migrate, then add a campaign and `count` volunteers each with a queued onboarding SMS."""
-    from flask_migrate import upgrade
-
     from signup import clock, create_app
     from signup.campaigns import services as campaigns
     from signup.extensions import db
@@ -91,9 +89,14 @@ def seed(count: int) -> list[int]:
     from signup.messaging.models import Message, MessageKind, MessageStatus
     from signup.volunteers.models import Volunteer
 
+    subprocess.run(
+        [sys.executable, "-m", "signup.cli", "db", "upgrade"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     app = create_app()
     with app.app_context():
-        upgrade()
         campaign = campaigns.create_campaign(slug="bench", name="Bench Abhiyan", number=NUMBER)
         db.session.flush()
         now = clock.now()
