@@ -7,7 +7,10 @@ the real code inside an app context:
 * signup.admin.services.list_page: first page, a page ~200 pages deep (sort=joined and
   sort=last_call), phone, name, campaign and state filters, an account scoped to one campaign;
 * signup.volunteers.export.CsvExport: the whole table, bytes counted and sent to /dev/null,
-  with the process's RSS sampled in a thread while it runs.
+  with the process's RSS sampled in a thread while it runs, and the CPU of this process and of
+  its PostgreSQL backends; each round first copies the same rows with no expression
+  (`COPY (SELECT id FROM volunteers)`, `COPY volunteers`) as baselines measured in the same
+  conditions, since the machine is shared.
 
 Each latency is measured with time.perf_counter over --runs runs after --warmup runs (the
 session's transaction is rolled back between runs, as at the end of a request). For every
@@ -18,6 +21,7 @@ is captured and run again under EXPLAIN (ANALYZE, BUFFERS); the plans go to the 
     .venv/bin/python bench/admin.py --quick          # 50,000 volunteers
     .venv/bin/python bench/admin.py --rows 200000 --keep
     .venv/bin/python bench/admin.py --reuse --keep   # measure an already seeded database
+    .venv/bin/python bench/admin.py --database signup_bench_mine --keep  # a database of your own
 
 Prints a markdown report and writes it to bench/results-admin.md (see --output).
 """
@@ -57,6 +61,7 @@ from signup.phones import normalise
 from signup.users.models import Role
 from signup.volunteers.export import CsvExport, VolunteerFilter
 from signup.volunteers.models import Volunteer
+from signup.volunteers.pgcopy import read_copy
 
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "signup_bench_admin"
@@ -562,8 +567,9 @@ class RssSampler(threading.Thread):
 
 @dataclass(slots=True)
 class ExportRun:
-    """One full CSV export."""
+    """One full CSV export, or one baseline COPY of the same rows."""
 
+    what: str
     rows: int
     megabytes: float
     seconds: float
@@ -575,11 +581,98 @@ class ExportRun:
     rss_after: float
     rss_checkpoints: list[float]  # after each tenth of the rows
     conditions: Conditions
+    postgres_cpu: float = math.nan  # every backend of the benchmark database, from /proc
+    baseline: float = math.nan  # seconds of this round's `COPY volunteers TO STDOUT`
 
     @property
     def rate(self) -> float:
         """Rows per second."""
         return self.rows / self.seconds
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU seconds used so far by the PostgreSQL backends connected to the benchmark database.
+
+    Read from /proc (PostgreSQL on this machine, readable by this user); NaN when it is not.
+    Backends that started and ended between two readings are missed, so the exports keep their
+    connections open (the pool) and the baselines read theirs before closing.
+    """
+    total = 0
+    seen = False
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                title = handle.read().replace(b"\0", b" ") + b" "
+            if f" {DATABASE} ".encode() not in title or b"autovacuum" in title:
+                continue  # a client backend of the benchmark database only
+            with open(f"/proc/{entry}/stat", encoding="ascii") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime + stime
+        seen = True
+    return total / tick if seen else math.nan
+
+
+BASELINES = {
+    "baseline: COPY (SELECT id FROM volunteers)": "SELECT id FROM volunteers",
+    "baseline: COPY volunteers": "SELECT * FROM volunteers",
+}
+
+
+def baseline_once(server: str, what: str) -> ExportRun:
+    """COPY the same rows with no expression (one of BASELINES) to /dev/null, read as the export is.
+
+    The reader is signup.volunteers.pgcopy.read_copy, the export's own, so the difference to the
+    export is the export's query and its two connections, not the client.
+    """
+    conditions = Conditions()
+    query = f"COPY ({BASELINES[what]}) TO STDOUT WITH (FORMAT csv)".encode()
+    sampler = RssSampler()
+    before = rss_mb()
+    rows = written = 0
+    with (
+        watch(conditions),
+        psycopg.connect(f"{server}/{DATABASE}") as conn,
+        open(os.devnull, "wb") as sink,
+    ):
+        conn.execute("SELECT 1")
+        pg_before = postgres_cpu_seconds()
+        sampler.start()
+        cpu = time.process_time()
+        started = time.perf_counter()
+        for count, block in read_copy(conn, query, None):
+            sink.write(block)
+            rows += count
+            written += len(block)
+        seconds = time.perf_counter() - started
+        cpu = time.process_time() - cpu
+        pg_cpu = postgres_cpu_seconds() - pg_before
+        peak = sampler.stop()
+    run = ExportRun(
+        what=what,
+        rows=rows,
+        megabytes=written / 1024 / 1024,
+        seconds=seconds,
+        cpu_seconds=cpu,
+        sql_seconds=0.0,
+        statements=1,
+        rss_before=before,
+        rss_peak=peak,
+        rss_after=rss_mb(),
+        rss_checkpoints=[],
+        conditions=conditions,
+        postgres_cpu=pg_cpu,
+    )
+    print(
+        f"  {what}: {run.rows:,} rows, {run.megabytes:.1f} MiB in {run.seconds:.2f} s"
+        f" ({run.rate:,.0f} rows/s; CPU {run.cpu_seconds:.2f} s, PostgreSQL {pg_cpu:.2f} s)",
+        flush=True,
+    )
+    return run
 
 
 def export_once(expected_rows: int) -> ExportRun:
@@ -597,6 +690,7 @@ def export_once(expected_rows: int) -> ExportRun:
         capture(db.engine, keep_sql=False) as statements,
         open(os.devnull, "wb") as sink,
     ):
+        pg_before = postgres_cpu_seconds()
         sampler.start()
         cpu = time.process_time()
         started = time.perf_counter()
@@ -610,9 +704,11 @@ def export_once(expected_rows: int) -> ExportRun:
                 next_checkpoint += step
         seconds = time.perf_counter() - started
         cpu = time.process_time() - cpu
+        pg_cpu = postgres_cpu_seconds() - pg_before
         peak = sampler.stop()
     db.session.rollback()
     run = ExportRun(
+        what="export: CsvExport(VolunteerFilter())",
         rows=export.rows,
         megabytes=written / 1024 / 1024,
         seconds=seconds,
@@ -624,10 +720,12 @@ def export_once(expected_rows: int) -> ExportRun:
         rss_after=rss_mb(),
         rss_checkpoints=checkpoints,
         conditions=conditions,
+        postgres_cpu=pg_cpu,
     )
     print(
         f"  export: {run.rows:,} rows, {run.megabytes:.1f} MiB in {run.seconds:.2f} s"
-        f" ({run.rate:,.0f} rows/s; CPU {run.cpu_seconds:.2f} s, SQL {run.sql_seconds:.2f} s);"
+        f" ({run.rate:,.0f} rows/s; CPU {run.cpu_seconds:.2f} s, SQL {run.sql_seconds:.2f} s,"
+        f" PostgreSQL {run.postgres_cpu:.2f} s);"
         f" RSS {run.rss_before:.0f} → peak {run.rss_peak:.0f} MiB",
         flush=True,
     )
@@ -644,6 +742,7 @@ class Results:
     rows: int
     latencies: list[Latency] = field(default_factory=list)
     exports: list[ExportRun] = field(default_factory=list)
+    baselines: list[ExportRun] = field(default_factory=list)
     deep: list[str] = field(default_factory=list)  # how the deep cursors were reached
 
 
@@ -662,7 +761,13 @@ def pick_phone() -> tuple[str, str]:
 
 
 def measure(
-    rows: int, runs: int, warmup: int, deep_pages: int, walk_budget: float, export_runs: int
+    rows: int,
+    runs: int,
+    warmup: int,
+    deep_pages: int,
+    walk_budget: float,
+    export_runs: int,
+    server: str,
 ) -> Results:
     """Run every measurement inside the current app context."""
     results = Results(rows)
@@ -762,9 +867,13 @@ def measure(
             slowest = max(latency.statements, key=lambda s: s.seconds)
             latency.plan = explain(slowest)
 
-    print("CSV export (whole table):", flush=True)
+    print("CSV export (whole table), each round after its baselines:", flush=True)
     for _ in range(export_runs):
-        results.exports.append(export_once(rows))
+        baselines = [baseline_once(server, what) for what in BASELINES]
+        results.baselines += baselines
+        run = export_once(rows)
+        run.baseline = baselines[-1].seconds
+        results.exports.append(run)
     return results
 
 
@@ -837,22 +946,33 @@ def report(
         "",
         "## CSV export: CsvExport(VolunteerFilter(), 'Asia/Kolkata'), whole table",
         "",
-        "Chunks encoded to UTF-8 and written to /dev/null. CPU = this process's CPU time "
-        "(Python); SQL = time inside cursor.execute for the batch and slug queries (psycopg "
-        "fetches the rows there). RSS sampled every 5 ms in a thread.",
+        "Each round copies the same rows twice without any expression (the baselines: "
+        "`COPY (SELECT id FROM volunteers) TO STDOUT` and `COPY volunteers TO STDOUT`, all "
+        "columns, CSV), then runs the export; all three are read by the export's own reader "
+        "(signup.volunteers.pgcopy.read_copy) and written to /dev/null. *× table copy* is the "
+        "export's time over the `COPY volunteers` of its round. Python CPU = this process "
+        "(all threads); PostgreSQL CPU = every backend of the benchmark database, from /proc. "
+        "RSS of this process sampled every 5 ms in a thread.",
         "",
-        "| run | rows | MiB | seconds | rows/s | CPU s | SQL s (stmts) | RSS before → peak "
-        "→ after MiB | RSS at 10%…100% MiB | conditions |",
-        "|---:|---:|---:|---:|---:|---:|---:|---|---|---|",
+        "| round | what | rows | MiB | seconds | rows/s | × table copy | Python CPU s "
+        "| PostgreSQL CPU s | RSS before → peak → after MiB | conditions |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
-    for i, e in enumerate(results.exports, 1):
-        checkpoints = " ".join(f"{v:.0f}" for v in e.rss_checkpoints)
-        lines.append(
-            f"| {i} | {e.rows:,} | {e.megabytes:.1f} | {e.seconds:.2f} | {e.rate:,.0f} "
-            f"| {e.cpu_seconds:.2f} | {e.sql_seconds:.2f} ({e.statements}) "
-            f"| {e.rss_before:.0f} → {e.rss_peak:.0f} → {e.rss_after:.0f} | {checkpoints} "
-            f"| {e.conditions.note()} |"
-        )
+    per_round = len(BASELINES)
+    for i, e in enumerate(results.exports):
+        for b in results.baselines[i * per_round : (i + 1) * per_round]:
+            lines.append(export_row(i + 1, b, "1.00" if b.what.endswith("volunteers") else ""))
+        lines.append(export_row(i + 1, e, f"{e.seconds / e.baseline:.2f}", bold=True))
+    if results.exports:
+        lines += [
+            "",
+            "RSS at each tenth of the export's rows (MiB): "
+            + "; ".join(
+                f"round {i}: " + " ".join(f"{v:.0f}" for v in e.rss_checkpoints)
+                for i, e in enumerate(results.exports, 1)
+            )
+            + ".",
+        ]
     lines += ["", "## Targets", "", *targets(results), ""]
     plans = [r for r in results.latencies if r.plan]
     if plans:
@@ -879,6 +999,17 @@ def report(
                 "",
             ]
     return "\n".join(lines)
+
+
+def export_row(round_: int, run: ExportRun, ratio: str, *, bold: bool = False) -> str:
+    """One line of the export table."""
+    rate = f"**{run.rate:,.0f}**" if bold else f"{run.rate:,.0f}"
+    return (
+        f"| {round_} | {run.what} | {run.rows:,} | {run.megabytes:.1f} | {run.seconds:.2f} "
+        f"| {rate} | {ratio} | {run.cpu_seconds:.2f} | {run.postgres_cpu:.2f} "
+        f"| {run.rss_before:.0f} → {run.rss_peak:.0f} → {run.rss_after:.0f} "
+        f"| {run.conditions.note()} |"
+    )
 
 
 def targets(results: Results) -> list[str]:
@@ -912,7 +1043,10 @@ def targets(results: Results) -> list[str]:
             + f", best {best.seconds:.2f} s.",
             f"- Export at ≥ {LATER_EXPORT_RATE:,} rows/s (later issue): "
             f"{'met' if best.rate >= LATER_EXPORT_RATE else '**not met**'}; best "
-            f"{best.rate:,.0f} rows/s.",
+            f"{best.rate:,.0f} rows/s, median "
+            f"{statistics.median(e.rate for e in results.exports):,.0f} rows/s; the export "
+            f"took {statistics.median(e.seconds / e.baseline for e in results.exports):.2f}× "
+            "the time of a plain `COPY volunteers` in its round (median).",
             f"- Flat memory during the export (peak RSS growth < {FLAT_RSS_MB:.0f} MiB): "
             f"{'met' if flat else '**not met**'}; largest growth {growth:.1f} MiB.",
         ]
@@ -938,9 +1072,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--export-runs", type=int, default=3, help="full CSV exports")
     parser.add_argument("--server", default=DEFAULT_SERVER, help="PostgreSQL URL, no database")
-    parser.add_argument("--keep", action="store_true", help=f"keep the {DATABASE} database")
     parser.add_argument(
-        "--reuse", action="store_true", help=f"measure the existing {DATABASE}; no seeding"
+        "--database", default=DATABASE, help="benchmark database (dropped; must contain 'bench')"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
+    parser.add_argument(
+        "--reuse", action="store_true", help="measure the existing database; no seeding"
     )
     parser.add_argument(
         "--output", default=str(ROOT / "bench" / "results-admin.md"), help="'-' for none"
@@ -956,6 +1093,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Seed, measure, report, clean up."""
     args = parse_args(argv)
+    if "bench" not in args.database:
+        raise SystemExit("--database must contain 'bench': the run drops it")
+    global DATABASE
+    DATABASE = args.database
     command = shlex.join([".venv/bin/python", "bench/admin.py", *sys.argv[1:]])
     info = machine(args.server)
     seeding: dict[str, float] = {}
@@ -977,7 +1118,13 @@ def main(argv: list[str] | None = None) -> int:
             db.session.execute(text("SELECT 1"))
             db.session.rollback()
             results = measure(
-                rows, args.runs, args.warmup, args.deep_pages, args.walk_budget, args.export_runs
+                rows,
+                args.runs,
+                args.warmup,
+                args.deep_pages,
+                args.walk_budget,
+                args.export_runs,
+                args.server,
             )
             db.session.remove()
             db.engine.dispose()
