@@ -66,10 +66,26 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["spool_replayer"] = Replayer(app, spool)
     if spool.pending_files():  # calls kept while the database was away, before a restart
         app.extensions["spool_replayer"].wake()
+    app.extensions["call_writer"] = _call_writer(app)
 
     _register_blueprints(app)
     _register_cli(app)
     return app
+
+
+def _call_writer(app: Flask) -> Any:
+    """The webhooks' group-commit writer: PostgreSQL with WEBHOOK_AUTOCOMMIT on, else None."""
+    from functools import partial
+
+    from signup.calls.services import INSERT_COLUMNS
+    from signup.calls.writer import CallWriter, connect
+
+    with app.app_context():
+        url = db.engine.url
+    if url.get_backend_name() != "postgresql" or not app.config["WEBHOOK_AUTOCOMMIT"]:
+        return None
+    connect_args = app.config["SQLALCHEMY_ENGINE_OPTIONS"].get("connect_args", {})
+    return CallWriter(partial(connect, url, connect_args), INSERT_COLUMNS)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

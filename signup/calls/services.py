@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -36,7 +37,7 @@ class Processed:
     message_ids: list[int] = field(default_factory=list)
 
 
-_INSERT_COLUMNS = (
+INSERT_COLUMNS = (
     "provider",
     "provider_call_id",
     "from_raw",
@@ -59,7 +60,7 @@ def _insert_call_statement() -> Any:
         table = Call.__table__
         statement = (
             dbx.insert(table)
-            .values({name: bindparam(name) for name in _INSERT_COLUMNS})
+            .values({name: bindparam(name) for name in INSERT_COLUMNS})
             .on_conflict_do_nothing(index_elements=["provider", "provider_call_id"])
             .returning(table.c.id)
         )
@@ -72,9 +73,17 @@ def record_inbound(inbound: InboundCall, received_at: datetime | None = None) ->
 
     `received_at` is given when a spooled call is replayed, so it keeps its real time.
     """
+    return (
+        db.session.execute(_insert_call_statement(), call_row(inbound, received_at)).scalar()
+        is not None
+    )
+
+
+def call_row(inbound: InboundCall, received_at: datetime | None = None) -> dict[str, Any]:
+    """The `calls` row recording an inbound call, numbers normalised (also the webhook's batch)."""
     caller = normalise(inbound.from_raw)
-    called = normalise(inbound.to_raw)
-    params = {
+    called = normalise_dialled(inbound.to_raw)
+    return {
         "provider": inbound.provider,
         "provider_call_id": inbound.provider_call_id,
         "from_raw": clip(inbound.from_raw),
@@ -86,7 +95,12 @@ def record_inbound(inbound: InboundCall, received_at: datetime | None = None) ->
         "attempts": 0,
         "received_at": received_at or clock.now(),
     }
-    return db.session.execute(_insert_call_statement(), params).scalar() is not None
+
+
+@functools.lru_cache(maxsize=256)
+def normalise_dialled(raw: str) -> Phone:
+    """normalise() for the dialled number, cached: a few campaign numbers receive every call."""
+    return normalise(raw)
 
 
 def claim_unprocessed(limit: int) -> list[int]:

@@ -1,0 +1,258 @@
+"""Group commit for the voice webhooks: one INSERT for the calls of concurrent requests.
+
+Each web process keeps one autocommit connection for its webhooks. A request appends its
+`calls` row to a shared list; if no request is writing, it becomes the leader: it takes every
+row waiting (up to `max_rows`), inserts them with one
+`INSERT … SELECT … FROM json_populate_recordset(…) ON CONFLICT (provider, provider_call_id)
+DO NOTHING RETURNING`, and wakes each request of the batch with its own result (created, or a
+duplicate). Rows that arrived meanwhile wait; the leader hands the lead to the first of them,
+which writes them all. Alone, a request writes its own row with no thread hand-off at all.
+
+Every answer still waits for its own row's durable commit (synchronous commit): PostgreSQL just
+commits, and flushes its WAL, once per batch instead of once per call.
+
+Failures are per call: a request whose row was not committed gets CallNotRecordedError and
+spools its call. A connection found dead is replaced once per batch. A statement error in a
+batch (one odd row) is retried row by row, so only that row fails. A request that waits longer
+than `timeout` gives up and spools (a later commit of the same row is harmless: the spool's
+replay is ON CONFLICT too). State is reset on first use in a new process, so gunicorn's forked
+workers each get their own list and connection.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from sqlalchemy.engine import URL
+
+from signup.calls.models import Call
+from signup.logs import event
+
+log = logging.getLogger(__name__)
+
+
+class CallNotRecordedError(Exception):
+    """The call was not committed (database error, or no answer in time): spool it."""
+
+
+def insert_sql(columns: Sequence[str]) -> sql.Composed:
+    """The multi-row INSERT: the rows as one JSON parameter, typed by the table's own columns.
+
+    One text parameter keeps the statement prepared once and costs far less to send than an
+    array per column.
+    """
+    table = sql.Identifier(Call.__table__.name)
+    names = sql.SQL(", ").join(sql.Identifier(name) for name in columns)
+    return sql.SQL(
+        "INSERT INTO {table} ({names}) SELECT {names} "
+        "FROM json_populate_recordset(NULL::{table}, %s::json) "
+        "ON CONFLICT (provider, provider_call_id) DO NOTHING "
+        "RETURNING provider, provider_call_id"
+    ).format(table=table, names=names)
+
+
+def _json_value(value: object) -> object:
+    """Times as ISO 8601 with their offset, which PostgreSQL reads as timestamptz."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+@dataclass(eq=False, slots=True)
+class _Waiter:
+    """One request's row; `wake` is released when its result is set or the lead is handed over."""
+
+    row: dict[str, Any]
+    wake: threading.Lock = field(default_factory=threading.Lock)
+    created: bool = False
+    error: BaseException | None = None
+    settled: bool = False
+    leads: bool = False
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """The row's identity for ON CONFLICT."""
+        return (self.row["provider"], self.row["provider_call_id"])
+
+
+class CallWriter:
+    """Commits concurrent webhooks' rows together, leader/follower style, one per process."""
+
+    def __init__(
+        self,
+        connect: Callable[[], psycopg.Connection[Any]],
+        columns: Sequence[str],
+        *,
+        max_rows: int = 100,
+        timeout: float = 5.0,
+    ) -> None:
+        self._connect = connect
+        self._columns = tuple(columns)
+        self._max_rows = max_rows
+        self._timeout = timeout
+        self._sql: bytes | None = None
+        self._pid: int | None = None
+        self._reset_lock = threading.Lock()
+        self._mutex = threading.Lock()
+        self._pending: list[_Waiter] = []
+        self._leading = False
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def record(self, row: dict[str, Any]) -> bool:
+        """Commit one row before returning; True when new, False for a known call id.
+
+        Raises CallNotRecordedError when the database refused it or gave no answer in time.
+        """
+        if self._pid != os.getpid():
+            self._reset()
+        waiter = _Waiter(row)
+        waiter.wake.acquire()
+        with self._mutex:
+            self._pending.append(waiter)
+            leads = waiter.leads = not self._leading
+            self._leading = True
+        if not leads and not self._await(waiter):
+            raise CallNotRecordedError(f"no commit within {self._timeout} s")
+        if not waiter.settled:  # the lead was handed to us
+            self._lead()
+        if waiter.error is not None:
+            raise CallNotRecordedError(type(waiter.error).__name__) from waiter.error
+        return waiter.created
+
+    def _await(self, waiter: _Waiter) -> bool:
+        """Wait to be served or handed the lead; False when the wait timed out."""
+        if waiter.wake.acquire(timeout=self._timeout):
+            return True
+        with self._mutex:
+            if waiter.leads:  # handed the lead just as the wait ended: take it
+                waiter.wake.acquire()
+                return True
+            if waiter in self._pending:
+                self._pending.remove(waiter)
+        return False  # dropped from the list, or in a batch being written: spool it
+
+    def _reset(self) -> None:
+        """First use in this process (or after a fork): forget the parent's list and connection."""
+        with self._reset_lock:
+            if self._pid == os.getpid():
+                return
+            self._mutex = threading.Lock()
+            self._pending = []
+            self._leading = False
+            self._conn = None  # a forked copy: psycopg never closes it from the child
+            self._pid = os.getpid()
+
+    def _lead(self) -> None:
+        """Write what is waiting, then hand the lead to the first row that came meanwhile."""
+        with self._mutex:
+            batch = self._pending[: self._max_rows]
+            del self._pending[: self._max_rows]
+        try:
+            self._write(batch)
+        except Exception as exc:  # never leave a request waiting
+            event(
+                log, logging.ERROR, "call_writer.failed", rows=len(batch), error=type(exc).__name__
+            )
+            _settle(batch, exc)
+        finally:
+            with self._mutex:
+                successor = self._pending[0] if self._pending else None
+                if successor is None:
+                    self._leading = False
+                else:
+                    successor.leads = True
+            if successor is not None:
+                successor.wake.release()
+
+    def _write(self, batch: list[_Waiter]) -> None:
+        """Insert the batch's distinct rows; the first request per call id owns its result."""
+        owners: dict[tuple[str, str], _Waiter] = {}
+        for waiter in batch:
+            owners.setdefault(waiter.key, waiter)
+        try:
+            created = self._insert([owner.row for owner in owners.values()])
+        except psycopg.OperationalError as exc:
+            event(
+                log, logging.ERROR, "call_writer.failed", rows=len(batch), error=type(exc).__name__
+            )
+            _settle(batch, exc)
+            return
+        except psycopg.Error as exc:
+            if len(owners) == 1:
+                event(log, logging.ERROR, "call_writer.refused", error=type(exc).__name__)
+                _settle(batch, exc)
+                return
+            created = set()
+            for key, owner in owners.items():  # isolate the odd row
+                try:
+                    created |= self._insert([owner.row])
+                except psycopg.Error as row_exc:
+                    event(log, logging.ERROR, "call_writer.refused", error=type(row_exc).__name__)
+                    for waiter in batch:
+                        if waiter.key == key:
+                            waiter.error = row_exc
+        for waiter in batch:
+            waiter.created = owners[waiter.key] is waiter and waiter.key in created
+        _settle(batch, None)
+
+    def _insert(self, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
+        """One autocommit INSERT of `rows`; a dead connection is replaced and tried once more."""
+        payload = json.dumps(
+            [{name: row[name] for name in self._columns} for row in rows], default=_json_value
+        )
+        for attempt in (1, 2):
+            conn = self._connection()
+            if self._sql is None:
+                self._sql = insert_sql(self._columns).as_bytes(conn)
+            try:
+                cursor = conn.execute(self._sql, (payload,), prepare=True)
+                return {(provider, call_id) for provider, call_id in cursor.fetchall()}
+            except psycopg.OperationalError as exc:
+                if not conn.closed and not conn.broken:
+                    raise  # e.g. the statement timeout: the connection itself is fine
+                self._conn = None
+                event(log, logging.WARNING, "call_writer.reconnect", error=type(exc).__name__)
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = self._connect()
+        return self._conn
+
+
+def _settle(batch: list[_Waiter], error: BaseException | None) -> None:
+    """Give each unsettled request of the batch its result (`error` unless it has its own)."""
+    for waiter in batch:
+        if waiter.settled:
+            continue
+        if error is not None and waiter.error is None:
+            waiter.error = error
+        waiter.settled = True
+        if waiter.wake.locked():  # held since the request queued; a follower waits on it
+            waiter.wake.release()
+
+
+def connect(
+    url: URL, connect_args: Mapping[str, Any], statement_timeout_ms: int = 2000
+) -> psycopg.Connection[Any]:
+    """A new autocommit connection to the engine's database, made outside its pool.
+
+    Outside the pool, so that a forked process never picks up its parent's pooled connections;
+    with the engine's connect arguments (timeout, application name). The statement timeout
+    bounds how long a stuck database can hold the webhooks waiting.
+    """
+    conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    conn = psycopg.connect(conninfo, autocommit=True, **connect_args)
+    conn.execute(f"SET statement_timeout = {int(statement_timeout_ms)}")
+    return conn
