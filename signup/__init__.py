@@ -125,7 +125,7 @@ def _register_blueprints(app: Flask) -> None:
     from signup.calls.views import bp as calls_bp
     from signup.health.views import bp as health_bp
     from signup.messaging.views import bp as messaging_bp
-    from signup.security import security_headers
+    from signup.security import WebhookFreeSessions, security_headers, spare_webhooks
 
     app.register_blueprint(calls_bp)
     app.register_blueprint(messaging_bp)
@@ -135,6 +135,8 @@ def _register_blueprints(app: Flask) -> None:
     for webhooks in (calls_bp, messaging_bp):  # providers prove themselves by signature or token
         csrf.exempt(webhooks)
     app.after_request(security_headers)
+    app.session_interface = WebhookFreeSessions()
+    spare_webhooks(app, limiter)  # they have no rate limits; its hooks cost ~50 µs a request
 
 
 def _register_cli(app: Flask) -> None:

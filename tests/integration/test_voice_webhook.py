@@ -221,3 +221,23 @@ def test_many_distinct_calls_each_recorded(client: FlaskClient) -> None:
             )
         )
     assert db.session.scalar(select(func.count()).select_from(Call)) == 25
+
+
+def test_the_answer_has_the_security_headers_and_no_session(client: FlaskClient) -> None:
+    client.set_cookie("session", "not-a-valid-session")  # providers send none; ignored anyway
+    response = post_signed(client, PATH, call_params(SID, "+919911278181", "+918047259725"))
+    assert_reject(response)
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "max-age" in response.headers["Strict-Transport-Security"]  # PUBLIC_BASE_URL: https
+    assert "Set-Cookie" not in response.headers
+    assert "Cookie" not in response.headers.get("Vary", "")
+
+
+def test_the_rate_limiter_skips_the_webhooks(app: Flask, client: FlaskClient) -> None:
+    from signup.extensions import limiter
+
+    with app.test_request_context(PATH, method="POST"):
+        hooks = [f for f in app.before_request_funcs[None] if hasattr(f, "__wrapped__")]
+        assert [getattr(f.__wrapped__, "__self__", None) for f in hooks] == [limiter]
+        assert hooks[0]() is None  # the limiter's check does not run on a webhook
