@@ -17,6 +17,7 @@ from sqlalchemy import (
     case,
     func,
     literal_column,
+    select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
@@ -105,6 +106,31 @@ def earliest(current: Any, candidate: Any) -> ColumnElement[Any]:
 def latest(current: Any, candidate: Any) -> ColumnElement[Any]:
     """The later of a nullable column and a new value, for upserts (NULL counts as unset)."""
     return case((current.is_(None), candidate), (candidate > current, candidate), else_=current)
+
+
+def insert_many(
+    table: Any, rows: list[dict[str, Any]]
+) -> tuple[postgresql.Insert | sqlite.Insert, dict[str, Any] | list[dict[str, Any]]]:
+    """An INSERT of many rows and its parameters, for upserts in batches.
+
+    On PostgreSQL the rows travel as one array per column, unnested by the server, so the
+    statement's text (and psycopg's and PostgreSQL's parse of it) is the same for any number
+    of rows; elsewhere it is a plain executemany. All rows must have the same keys.
+    """
+    columns = list(rows[0])
+    stmt = insert(table)
+    if dialect_name() != "postgresql":
+        return stmt, rows
+    source = select(
+        *(
+            func.unnest(
+                bindparam(f"{name}__rows", type_=postgresql.ARRAY(table.c[name].type))
+            ).label(name)
+            for name in columns
+        )
+    )
+    params = {f"{name}__rows": [row[name] for row in rows] for name in columns}
+    return stmt.from_select(columns, source), params
 
 
 def id_in(column: Any, ids: list[int]) -> ColumnElement[bool]:

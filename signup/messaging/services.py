@@ -141,14 +141,13 @@ def create_messages(
         for volunteer_id, phone in sorted(recipients)
     ]
     table = Message.__table__
-    stmt = (
-        dbx.insert(table)
-        .on_conflict_do_nothing(index_elements=["volunteer_id", "campaign_id", "kind", "round"])
-        .returning(table.c.id, table.c.volunteer_id)
-    )
+    insert, params = dbx.insert_many(table, rows)
+    stmt = insert.on_conflict_do_nothing(
+        index_elements=["volunteer_id", "campaign_id", "kind", "round"]
+    ).returning(table.c.id, table.c.volunteer_id)
     created = {
         volunteer_id: NewMessage(message_id, due)
-        for message_id, volunteer_id in db.session.execute(stmt, rows)
+        for message_id, volunteer_id in db.session.execute(stmt, params)
     }
     if created and not due:
         event(log, logging.INFO, "sms.deferred", messages=len(created), until=at.isoformat())

@@ -99,7 +99,7 @@ def _count_calls(ordered: list[Joiner]) -> dict[str, int]:
         }
         for j in ordered
     ]
-    insert = dbx.insert(table)
+    insert, params = dbx.insert_many(table, rows)
     excluded = insert.excluded
     stmt = insert.on_conflict_do_update(
         index_elements=["phone"],
@@ -114,9 +114,7 @@ def _count_calls(ordered: list[Joiner]) -> dict[str, int]:
             "updated_at": excluded.updated_at,
         },
     ).returning(table.c.phone, table.c.id)
-    # One statement, many parameter sets: SQLAlchemy sends them as multi-row VALUES pages
-    # ("insertmanyvalues") from a statement compiled once and cached.
-    return {phone: volunteer_id for phone, volunteer_id in db.session.execute(stmt, rows)}
+    return {phone: volunteer_id for phone, volunteer_id in db.session.execute(stmt, params)}
 
 
 def _subscribe(ordered: list[Joiner], volunteer_ids: dict[str, int]) -> dict[int, ConsentEventType]:
@@ -133,11 +131,12 @@ def _subscribe(ordered: list[Joiner], volunteer_ids: dict[str, int]) -> dict[int
         for j in ordered
     ]
     table = Subscription.__table__
+    insert, params = dbx.insert_many(table, rows)
     inserted = db.session.execute(
-        dbx.insert(table)
-        .on_conflict_do_nothing(index_elements=["volunteer_id", "campaign_id"])
-        .returning(table.c.volunteer_id, table.c.campaign_id),
-        rows,
+        insert.on_conflict_do_nothing(index_elements=["volunteer_id", "campaign_id"]).returning(
+            table.c.volunteer_id, table.c.campaign_id
+        ),
+        params,
     )
     created = {(volunteer_id, campaign_id) for volunteer_id, campaign_id in inserted}
     inactive = _locked_inactive(
@@ -195,21 +194,23 @@ def _record_consents(
     if not joiners:
         return
     db.session.execute(
-        ConsentEvent.__table__.insert(),
-        [
-            {
-                "volunteer_id": volunteer_ids[j.e164],
-                "campaign_id": j.campaign.id,
-                "event": consents[j.call_id],
-                "channel": ConsentChannel.MISSED_CALL,
-                "call_id": j.call_id,
-                "message_id": None,
-                "inbound_message_id": None,
-                "notice_version": j.campaign.notice_version,
-                "recorded_at": now,
-            }
-            for j in joiners
-        ],
+        *dbx.insert_many(
+            ConsentEvent.__table__,
+            [
+                {
+                    "volunteer_id": volunteer_ids[j.e164],
+                    "campaign_id": j.campaign.id,
+                    "event": consents[j.call_id],
+                    "channel": ConsentChannel.MISSED_CALL,
+                    "call_id": j.call_id,
+                    "message_id": None,
+                    "inbound_message_id": None,
+                    "notice_version": j.campaign.notice_version,
+                    "recorded_at": now,
+                }
+                for j in joiners
+            ],
+        )
     )
     db.session.execute(
         update(Volunteer)
