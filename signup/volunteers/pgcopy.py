@@ -229,24 +229,24 @@ def read_copy(
             raise RuntimeError("COPY did not start copying out")
         get = pgconn.get_copy_data
         parts: list[Any] = []
-        size = rows = 0
+        append = parts.append
+        size = 0
         while True:
             nbytes, data = get(1)
             if nbytes > 0:
-                parts.append(data)
+                append(data)
                 size += nbytes
-                rows += 1
                 if size >= BLOCK:
-                    yield rows, b"".join(parts)
+                    yield len(parts), b"".join(parts)
                     parts.clear()
-                    size = rows = 0
+                    size = 0
             elif nbytes == 0:
                 _wait(pgconn.socket, stop)
                 pgconn.consume_input()
             else:
                 break
         if parts:
-            yield rows, b"".join(parts)
+            yield len(parts), b"".join(parts)
         _raise(raw, _result(pgconn, stop), stop)
         done = True
     finally:
