@@ -49,9 +49,19 @@ wait_for() {
   return 1
 }
 
+start_rabbitmq() {
+  # Optional: only tests/e2e/test_rabbitmq_broker.py needs it, and it skips without it.
+  have rabbitmq-server || return 0
+  if (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then return 0; fi
+  echo "services: starting RabbitMQ"
+  as_root rabbitmq-server -detached >/dev/null 2>&1 || true
+  wait_for RabbitMQ bash -c 'exec 3<>/dev/tcp/127.0.0.1/5672' || true
+}
+
 install_missing
 start_postgres
 start_redis
 wait_for PostgreSQL pg_isready -h 127.0.0.1 -p 5432 -q
 wait_for Redis redis-cli -h 127.0.0.1 -p 6379 ping
+start_rabbitmq
 echo "services: PostgreSQL and Redis are up"

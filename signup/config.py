@@ -69,6 +69,7 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "SECRET_KEY": _env("SECRET_KEY"),
         "SQLALCHEMY_DATABASE_URI": database_url,
         "REDIS_URL": _env("REDIS_URL"),
+        "BROKER_URL": _env("BROKER_URL"),
         "SMS_PROVIDER": _env("SMS_PROVIDER", "console"),
         "TWILIO_ACCOUNT_SID": _env("TWILIO_ACCOUNT_SID"),
         "TWILIO_AUTH_TOKEN": _env("TWILIO_AUTH_TOKEN"),
@@ -79,6 +80,7 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "SMS_QUIET_HOURS": _env("SMS_QUIET_HOURS", "22:00-06:00"),
         "SIGNUP_TIMEZONE": _env("SIGNUP_TIMEZONE", "Asia/Kolkata"),
         "SMS_MAX_ATTEMPTS": _int_env("SMS_MAX_ATTEMPTS", 8),
+        "SMS_BACKOFF_BASE": float(_env("SMS_BACKOFF_BASE", "2") or 2),
         "SMS_HTTP_TIMEOUT": float(_env("SMS_HTTP_TIMEOUT", "10") or 10),
         "SMS_SENDING_STALE_SECONDS": _int_env("SMS_SENDING_STALE_SECONDS", 600),
         "SMS_REQUEUE_AFTER": _int_env("SMS_REQUEUE_AFTER", 120),
@@ -141,6 +143,8 @@ def finalise(config: dict[str, Any]) -> None:
         ) from exc
     if float(config["SMS_SENDING_STALE_SECONDS"]) <= float(config["SMS_HTTP_TIMEOUT"]):
         raise ConfigError("SMS_SENDING_STALE_SECONDS must be longer than SMS_HTTP_TIMEOUT")
+    if float(config.get("SMS_BACKOFF_BASE", 2)) <= 0:
+        raise ConfigError("SMS_BACKOFF_BASE must be above 0")
     if float(config.get("SMS_RATE_PER_SECOND") or 0) <= 0:
         raise ConfigError("SMS_RATE_PER_SECOND must be above 0")
     if not config.get("SMS_RATE_BURST"):

@@ -29,14 +29,18 @@ TASK_QUEUES = {
     "signup.calls.tasks.process_calls": INTAKE,
     "signup.calls.tasks.replay_spool": INTAKE,
     "signup.messaging.tasks.send_message": SENDING,
+    "signup.messaging.tasks.send_messages": SENDING,
     "signup.messaging.tasks.relay_messages": SENDING,
     "signup.messaging.tasks.sweep_stale_messages": SENDING,
     "signup.calls.tasks.purge_raw_caller_strings": MAINTENANCE,
 }
 
 
+_REDIS_TRANSPORT = {"visibility_timeout": 3600, "socket_connect_timeout": 2, "socket_timeout": 5}
+
+
 def celery_config(app: Flask) -> dict[str, Any]:
-    """Celery settings: Redis when REDIS_URL is set, else a broker in the instance folder."""
+    """Celery settings: BROKER_URL, else REDIS_URL, else a broker in the instance folder."""
     redis_url = app.config.get("REDIS_URL")
     config: dict[str, Any] = {
         "task_ignore_result": True,
@@ -85,13 +89,14 @@ def celery_config(app: Flask) -> dict[str, Any]:
             },
         },
     }
-    if redis_url:
+    broker_url = app.config.get("BROKER_URL")
+    if broker_url:  # RabbitMQ (amqp://) or a Redis of its own; REDIS_URL keeps limits and spool
+        config["broker_url"] = broker_url
+        if broker_url.startswith(("redis://", "rediss://")):
+            config["broker_transport_options"] = dict(_REDIS_TRANSPORT)
+    elif redis_url:
         config["broker_url"] = redis_url
-        config["broker_transport_options"] = {
-            "visibility_timeout": 3600,
-            "socket_connect_timeout": 2,
-            "socket_timeout": 5,
-        }
+        config["broker_transport_options"] = dict(_REDIS_TRANSPORT)
     else:
         folder = Path(app.instance_path) / "broker"
         folder.mkdir(parents=True, exist_ok=True)

@@ -57,6 +57,16 @@ def test_redis_url_selects_redis_broker(monkeypatch: pytest.MonkeyPatch) -> None
     assert app.extensions["celery"].conf.broker_url == "redis://127.0.0.1:6379/3"
 
 
+def test_broker_url_overrides_redis_for_celery_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/3")
+    monkeypatch.setenv("BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
+    app = create_app()
+    conf = app.extensions["celery"].conf
+    assert conf.broker_url == "amqp://guest:guest@127.0.0.1:5672//"
+    assert "visibility_timeout" not in conf.broker_transport_options  # a Redis-only option
+    assert app.config["RATELIMIT_STORAGE_URI"] == "redis://127.0.0.1:6379/3"
+
+
 def test_unknown_sms_provider_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SMS_PROVIDER", "carrier-pigeon")
     with pytest.raises(ValueError, match="SMS_PROVIDER"):
