@@ -32,12 +32,14 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.pq import ConnStatus, DiagnosticField, ExecStatus
 from sqlalchemy.engine import URL
 
 from signup.calls.models import Call
 from signup.logs import event
 
 log = logging.getLogger(__name__)
+_STATEMENT = b"signup_insert_calls"  # prepared on each writer connection
 
 
 class CallNotRecordedError(Exception):
@@ -47,14 +49,14 @@ class CallNotRecordedError(Exception):
 def insert_sql(columns: Sequence[str]) -> sql.Composed:
     """The multi-row INSERT: the rows as one JSON parameter, typed by the table's own columns.
 
-    One text parameter keeps the statement prepared once and costs far less to send than an
-    array per column.
+    One text parameter ($1) keeps the statement prepared once and costs far less to send than
+    an array per column.
     """
     table = sql.Identifier(Call.__table__.name)
     names = sql.SQL(", ").join(sql.Identifier(name) for name in columns)
     return sql.SQL(
         "INSERT INTO {table} ({names}) SELECT {names} "
-        "FROM json_populate_recordset(NULL::{table}, %s::json) "
+        "FROM json_populate_recordset(NULL::{table}, $1::json) "
         "ON CONFLICT (provider, provider_call_id) DO NOTHING "
         "RETURNING provider, provider_call_id"
     ).format(table=table, names=names)
@@ -99,7 +101,6 @@ class CallWriter:
         self._columns = tuple(columns)
         self._max_rows = max_rows
         self._timeout = timeout
-        self._sql: bytes | None = None
         self._pid: int | None = None
         self._reset_lock = threading.Lock()
         self._mutex = threading.Lock()
@@ -205,30 +206,60 @@ class CallWriter:
         _settle(batch, None)
 
     def _insert(self, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
-        """One autocommit INSERT of `rows`; a dead connection is replaced and tried once more."""
+        """One autocommit INSERT of `rows`; a dead connection is replaced and tried once more.
+
+        Runs the prepared statement through libpq directly (PQexecPrepared): one call that
+        releases the GIL for the whole round trip, where psycopg's execute() would take and
+        release it several times and parse and adapt the query again in Python.
+        """
         payload = json.dumps(
             [{name: row[name] for name in self._columns} for row in rows], default=_json_value
-        )
+        ).encode()
         for attempt in (1, 2):
             conn = self._connection()
-            if self._sql is None:
-                self._sql = insert_sql(self._columns).as_bytes(conn)
-            try:
-                cursor = conn.execute(self._sql, (payload,), prepare=True)
-                return {(provider, call_id) for provider, call_id in cursor.fetchall()}
-            except psycopg.OperationalError as exc:
-                if not conn.closed and not conn.broken:
-                    raise  # e.g. the statement timeout: the connection itself is fine
-                self._conn = None
-                event(log, logging.WARNING, "call_writer.reconnect", error=type(exc).__name__)
-                if attempt == 2:
-                    raise
+            result = conn.pgconn.exec_prepared(_STATEMENT, [payload])
+            if result.status == ExecStatus.TUPLES_OK:
+                return {
+                    (
+                        (result.get_value(i, 0) or b"").decode(),
+                        (result.get_value(i, 1) or b"").decode(),
+                    )
+                    for i in range(result.ntuples)
+                }
+            if conn.pgconn.status == ConnStatus.OK:
+                raise _error(result)  # a statement error: the connection itself is fine
+            self._discard()
+            event(log, logging.WARNING, "call_writer.reconnect", attempt=attempt)
+            if attempt == 2:
+                raise psycopg.OperationalError("the connection to the database was lost")
         raise AssertionError("unreachable")
 
     def _connection(self) -> psycopg.Connection[Any]:
+        """This process's connection, made (and the INSERT prepared on it) when there is none."""
         if self._conn is None or self._conn.closed:
-            self._conn = self._connect()
+            conn = self._connect()
+            prepared = conn.pgconn.prepare(_STATEMENT, insert_sql(self._columns).as_bytes(conn))
+            if prepared.status != ExecStatus.COMMAND_OK:
+                conn.close()
+                raise _error(prepared)
+            self._conn = conn
         return self._conn
+
+    def _discard(self) -> None:
+        """Drop a broken connection; the next write makes a new one."""
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = None
+
+
+def _error(result: psycopg.pq.abc.PGresult) -> psycopg.Error:
+    """The psycopg exception for a failed result, by its SQLSTATE (DataError, QueryCanceled, …)."""
+    sqlstate = (result.error_field(DiagnosticField.SQLSTATE) or b"").decode()
+    message = (result.error_message or b"").decode(errors="replace").strip()
+    try:
+        return psycopg.errors.lookup(sqlstate)(message)
+    except KeyError:
+        return psycopg.DatabaseError(message)
 
 
 def _settle(batch: list[_Waiter], error: BaseException | None) -> None:
@@ -253,6 +284,7 @@ def connect(
     bounds how long a stuck database can hold the webhooks waiting.
     """
     conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    conn = psycopg.connect(conninfo, autocommit=True, **connect_args)
+    # A peer gone silent mid-write (no RST) drops the connection after 3 s, not minutes.
+    conn = psycopg.connect(conninfo, autocommit=True, **{"tcp_user_timeout": 3000, **connect_args})
     conn.execute(f"SET statement_timeout = {int(statement_timeout_ms)}")
     return conn
