@@ -325,7 +325,7 @@ def test_a_send_without_an_answer_is_marked_for_review_never_resent(
 ) -> None:
     message = onboarding_message()
     twilio.script.append(answer)
-    app.extensions["sms_sender"]._client.http_client.timeout = 1  # shorter than the delay
+    app.extensions["sms_sender"].timeout = 1  # shorter than the delay
     assert send_message.run(message.id) == "unknown"
     db.session.refresh(message)
     assert message.status == MessageStatus.UNKNOWN and "review" in (message.error_message or "")

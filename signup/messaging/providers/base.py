@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 import requests
@@ -48,7 +50,8 @@ class SendError(Exception):
 
     transient: retrying later may succeed; opted_out: the recipient has unsubscribed
     at the provider (Twilio 21610), so we must record their withdrawal; ambiguous: the request
-    may have reached the provider (no answer), so sending again could send twice.
+    may have reached the provider (no answer), so sending again could send twice; retry_after:
+    the provider asked us to wait at least this many seconds (a 429's Retry-After).
     """
 
     def __init__(
@@ -59,12 +62,14 @@ class SendError(Exception):
         transient: bool,
         opted_out: bool = False,
         ambiguous: bool = False,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.transient = transient
         self.opted_out = opted_out
         self.ambiguous = ambiguous  # the provider may have the message: review, never resend
+        self.retry_after = retry_after
 
 
 class SmsSender(Protocol):
@@ -85,6 +90,30 @@ def http_session(pool_size: int = HTTP_POOL_SIZE) -> requests.Session:
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
+
+
+RETRY_AFTER_CAP = 3600.0  # a longer Retry-After is read as this: the backoff cap decides
+
+
+def retry_after(response: requests.Response) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date); None when absent."""
+    raw = response.headers.get("Retry-After")
+    if not raw:
+        return None
+    raw = raw.strip()
+    try:
+        seconds = float(raw)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(raw)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), RETRY_AFTER_CAP)
 
 
 def callback_url(config: Mapping[str, Any], path: str) -> str | None:

@@ -16,6 +16,7 @@ from signup.messaging.providers.base import (
     callback_url,
     http_session,
     network_error,
+    retry_after,
 )
 
 
@@ -32,7 +33,10 @@ def _error(response: requests.Response) -> SendError:
         pass
     transient = response.status_code == 429 or response.status_code >= 500
     return SendError(
-        f"exotel {response.status_code}: {message}"[:255], code=code, transient=transient
+        f"exotel {response.status_code}: {message}"[:255],
+        code=code,
+        transient=transient,
+        retry_after=retry_after(response) if transient else None,
     )
 
 
