@@ -27,29 +27,48 @@ DEFERRED = Counter(
     ["provider"],
 )
 
-# KEYS[1] bucket; ARGV rate/s, burst, longest wait worth reserving (s).
-# Returns {reserved (1/0), wait seconds as a string}.
+# KEYS[1] bucket; ARGV rate/s, burst, longest wait worth reserving (s), slots wanted (n).
+# Reserves the first k <= n slots whose wait is within max_wait, in one round trip.
+# Returns {k, tokens before reserving as a string}: slot i (0-based) waits
+# max(0, (i + 1 - tokens) / rate) seconds; slot k, the first not reserved, says how long
+# until one is free.
 BUCKET_SCRIPT = """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local max_wait = tonumber(ARGV[3])
+local wanted = tonumber(ARGV[4] or '1')
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
 local tokens = tonumber(state[1]) or burst
 local ts = tonumber(state[2]) or now
 tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
-local wait = 0
-if tokens < 1 then wait = (1 - tokens) / rate end
 local reserved = 0
-if wait <= max_wait then
-  tokens = tokens - 1
-  reserved = 1
+while reserved < wanted do
+  local need = reserved + 1
+  if need > tokens and (need - tokens) / rate > max_wait then break end
+  reserved = need
 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - reserved), 'ts', tostring(now))
 redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 60)
-return {reserved, tostring(wait)}
+return {reserved, tostring(tokens)}
 """
+
+
+def _grants(wanted: int, reserved: int, tokens: float, rate: float) -> list[Grant]:
+    """The grants of one reservation: `reserved` slots spaced 1/rate apart, then refusals."""
+    return [
+        Grant(index < reserved, max(0.0, (index + 1 - tokens) / rate)) for index in range(wanted)
+    ]
+
+
+# A sender that starts more than this long after its slot gives the slot up and asks again, so
+# no send starts later than this after its slot.
+LATE_TOLERANCE = 0.02
+# The bucket paces slots at rate / (1 + this): sends that start up to LATE_TOLERANCE late, and
+# reach the provider a little later still on a busy machine, stay within the configured rate in
+# every second instead of bunching above it (measured: bench/sending.py, docs/benchmarks.md).
+PACING_HEADROOM = 0.04
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,14 +79,19 @@ class Grant:
     wait: float
 
 
-def _measured(key: str, grant: Grant) -> Grant:
-    """Count the grant: its wait when reserved, a deferral when not (labelled by provider only)."""
+def _measured(key: str, grants: list[Grant]) -> list[Grant]:
+    """Count grants: each wait when reserved, a deferral when not (labelled by provider only)."""
     provider = key.partition(":")[0]
-    if grant.reserved:
-        WAIT_SECONDS.labels(provider=provider).observe(grant.wait)
-    else:
-        DEFERRED.labels(provider=provider).inc()
-    return grant
+    waits = WAIT_SECONDS.labels(provider=provider)
+    refused = 0
+    for grant in grants:
+        if grant.reserved:
+            waits.observe(grant.wait)
+        else:
+            refused += 1
+    if refused:
+        DEFERRED.labels(provider=provider).inc(refused)
+    return grants
 
 
 class RateLimiter(Protocol):
@@ -76,6 +100,15 @@ class RateLimiter(Protocol):
     def acquire(self, key: str) -> Grant:
         """Reserve a slot, or say how long until one is free."""
         ...
+
+
+def acquire_many(limiter: RateLimiter, key: str, count: int) -> list[Grant]:
+    """Reserve `count` slots: in one call when the limiter can (Redis: one round trip)."""
+    many = getattr(limiter, "acquire_many", None)
+    if many is not None:
+        grants: list[Grant] = many(key, count)
+        return grants
+    return [limiter.acquire(key) for _ in range(count)]
 
 
 class RedisRateLimiter:
@@ -87,10 +120,16 @@ class RedisRateLimiter:
 
     def acquire(self, key: str) -> Grant:
         """Reserve a slot in the shared bucket."""
-        reserved, wait = self._script(
-            keys=[f"sms-rate:{key}"], args=[self.rate, self.burst, self.max_wait]
+        return self.acquire_many(key, 1)[0]
+
+    def acquire_many(self, key: str, count: int) -> list[Grant]:
+        """Reserve up to `count` slots in one round trip; the rest are refused with their wait."""
+        if count <= 0:
+            return []
+        reserved, tokens = self._script(
+            keys=[f"sms-rate:{key}"], args=[self.rate, self.burst, self.max_wait, count]
         )
-        return _measured(key, Grant(bool(int(reserved)), float(wait)))
+        return _measured(key, _grants(count, int(reserved), float(tokens), self.rate))
 
 
 class LocalRateLimiter:
@@ -103,18 +142,29 @@ class LocalRateLimiter:
 
     def acquire(self, key: str) -> Grant:
         """Reserve a slot in this process's bucket."""
+        return self.acquire_many(key, 1)[0]
+
+    def acquire_many(self, key: str, count: int) -> list[Grant]:
+        """Reserve up to `count` slots; the rest are refused with their wait."""
+        if count <= 0:
+            return []
         with self._lock:
             now = time.monotonic()
             tokens, ts = self._buckets.get(key, (self.burst, now))
             tokens = min(self.burst, tokens + max(0.0, now - ts) * self.rate)
-            wait = (1 - tokens) / self.rate if tokens < 1 else 0.0
-            reserved = wait <= self.max_wait
-            self._buckets[key] = (tokens - 1 if reserved else tokens, now)
-        return _measured(key, Grant(reserved, wait))
+            reserved = 0
+            while reserved < count:
+                need = reserved + 1
+                if need > tokens and (need - tokens) / self.rate > self.max_wait:
+                    break
+                reserved = need
+            self._buckets[key] = (tokens - reserved, now)
+        return _measured(key, _grants(count, reserved, tokens, self.rate))
 
 
 def build(redis_url: str | None, rate: float, burst: float, max_wait: float = 1.0) -> RateLimiter:
-    """A Redis bucket when REDIS_URL is set, else an in-process one."""
+    """A Redis bucket when REDIS_URL is set, else an in-process one; paced a little below rate."""
+    rate = rate / (1 + PACING_HEADROOM)
     if redis_url:
         client = redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=2)
         return RedisRateLimiter(client, rate, burst, max_wait)

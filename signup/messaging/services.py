@@ -10,24 +10,27 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from flask import current_app
-from sqlalchemy import or_, select, update
+from flask import current_app, has_app_context
+from sqlalchemy import bindparam, func, or_, select, update
 
 from signup import clock
 from signup import database as dbx
 from signup.campaigns import services as campaigns
 from signup.campaigns.models import Campaign
+from signup.database import UTCDateTime
 from signup.errors import ValidationError
 from signup.extensions import db
 from signup.logs import event
 from signup.messaging import dlt, schedule, texts
 from signup.messaging.models import Message, MessageKind, MessageStatus
-from signup.messaging.providers import Dlt, OutboundSms, SendError, SmsSender
-from signup.messaging.ratelimit import RateLimiter
+from signup.messaging.providers import Dlt, OutboundSms, SendError, SendResult, SmsSender
+from signup.messaging.ratelimit import LATE_TOLERANCE, RateLimiter, acquire_many
 from signup.phones import mask
 from signup.volunteers.models import Volunteer
 
@@ -188,170 +191,420 @@ def release(message_ids: list[int]) -> None:
     )
 
 
-def _defer(message_id: int, until: datetime, reason: str, *, undo_attempt: bool = False) -> None:
-    values: dict[str, object] = {
-        "status": MessageStatus.PENDING,
-        "next_attempt_at": until,
-        "updated_at": clock.now(),
-    }
-    if undo_attempt:
-        values["attempts"] = Message.attempts - 1
-    db.session.execute(
-        update(Message)
-        .where(
-            Message.id == message_id,
-            Message.status.in_(
-                [MessageStatus.QUEUED, MessageStatus.PENDING, MessageStatus.SENDING]
-            ),
-        )
-        .values(**values)
-    )
-    event(
-        log,
-        logging.INFO,
-        "sms.deferred",
-        message_id=message_id,
-        until=until.isoformat(),
-        reason=reason,
-    )
-
-
 def _requeue_after() -> timedelta:
     """A message queued this long ago was lost by the broker (or its worker): publish again."""
     seconds = current_app.config.get("SMS_REQUEUE_AFTER")
     return timedelta(seconds=float(seconds)) if seconds else QUEUED_STALE_AFTER
 
 
-def claim_for_sending(message_id: int) -> Message | None:
-    """Move a queued or pending message to `sending`; None if another worker has it or it is done.
+CLAIMABLE = (MessageStatus.QUEUED, MessageStatus.PENDING)
+MESSAGES = Message.__table__
 
-    Inside quiet hours or a blackout the message goes back to `pending` until the window ends.
-    The caller commits before calling the provider, so that a crash leaves evidence.
-    """
-    at = clock.now()
-    message = db.session.get(Message, message_id)
-    if message is None or message.status not in (MessageStatus.QUEUED, MessageStatus.PENDING):
-        return None
-    campaign = db.session.get(Campaign, message.campaign_id)
-    allowed = send_time(campaign, at) if campaign is not None else at
-    if allowed > at:
-        _defer(message_id, allowed, "quiet_hours_or_blackout")
-        return None
-    claimed = db.session.execute(
-        update(Message)
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A message moved to `sending`: what its send and its record need, read by the claim."""
+
+    id: int
+    campaign_id: int
+    kind: str
+    to_phone: str
+    body: str
+    attempts: int
+
+
+def _defer_campaign(message_ids: list[int], campaign_id: int, until: datetime) -> None:
+    """Put the campaign's claimable messages among these back to pending until `until`."""
+    table = MESSAGES
+    result = db.session.execute(
+        update(table)
         .where(
-            Message.id == message_id,
-            Message.status.in_([MessageStatus.QUEUED, MessageStatus.PENDING]),
+            table.c.id.in_(message_ids),
+            table.c.campaign_id == campaign_id,
+            table.c.status.in_(CLAIMABLE),
         )
-        .values(
-            status=MessageStatus.SENDING,
-            attempts=Message.attempts + 1,
-            sending_at=at,
-            updated_at=at,
+        .values(status=MessageStatus.PENDING, next_attempt_at=until, updated_at=clock.now())
+    )
+    count = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    if count:
+        event(
+            log,
+            logging.INFO,
+            "sms.deferred",
+            messages=count,
+            campaign_id=campaign_id,
+            until=until.isoformat(),
+            reason="quiet_hours_or_blackout",
         )
-        .returning(Message.id)
-    ).scalar()
-    if claimed is None:
+
+
+def claim_batch(message_ids: Sequence[int], provider: str | None = None) -> list[Claimed]:
+    """Move queued or pending messages to `sending` in one statement; skip what others hold.
+
+    Quiet hours and blackouts are checked once per campaign: inside one, that campaign's
+    messages go back to `pending` until the window ends. A duplicate delivery finds nothing to
+    claim. The caller commits before calling the provider, so that a crash leaves evidence.
+    """
+    ids = list(message_ids)
+    if not ids:
+        return []
+    table = MESSAGES
+    at = clock.now()
+    campaign_ids = db.session.scalars(
+        select(table.c.campaign_id)
+        .where(table.c.id.in_(ids), table.c.status.in_(CLAIMABLE))
+        .distinct()
+    ).all()
+    blocked: list[int] = []
+    for campaign_id in campaign_ids:
+        campaign = db.session.get(Campaign, campaign_id)
+        allowed = send_time(campaign, at) if campaign is not None else at
+        if allowed > at:
+            _defer_campaign(ids, campaign_id, allowed)
+            blocked.append(campaign_id)
+    if len(blocked) == len(campaign_ids):
+        return []
+    values: dict[str, object] = {
+        "status": MessageStatus.SENDING,
+        "attempts": table.c.attempts + 1,
+        "sending_at": at,
+        "updated_at": at,
+    }
+    if provider is not None:
+        values["provider"] = provider
+    stmt = update(table).where(table.c.id.in_(ids), table.c.status.in_(CLAIMABLE))
+    if blocked:
+        stmt = stmt.where(table.c.campaign_id.not_in(blocked))
+    rows = db.session.execute(
+        stmt.values(**values).returning(
+            table.c.id,
+            table.c.campaign_id,
+            table.c.kind,
+            table.c.to_phone,
+            table.c.body,
+            table.c.attempts,
+        )
+    ).all()
+    return sorted((Claimed(*row) for row in rows), key=lambda claimed: claimed.id)
+
+
+def claim_for_sending(message_id: int) -> Message | None:
+    """claim_batch for one message, returned as a fresh row; None if not claimable now."""
+    if not claim_batch([message_id]):
         return None
     return db.session.get(Message, message_id, populate_existing=True)
 
 
-def _dlt(message: Message) -> Dlt | None:
-    """The DLT registration to send under; SendError if the body no longer fits its template."""
-    campaign = db.session.get(Campaign, message.campaign_id)
-    template = campaigns.template_for(message.campaign_id, message.kind)
-    if campaign is None or template is None or not (campaign.dlt_entity_id and campaign.dlt_header):
-        return None
+class _DltRules:
+    """DLT registrations per (campaign, kind) and body checks, each worked out once per batch."""
+
+    def __init__(self) -> None:
+        self._registrations: dict[tuple[int, str], tuple[Dlt, str] | None] = {}
+        self._checked: dict[tuple[int, str, str], SendError | None] = {}
+
+    def for_message(self, claimed: Claimed) -> Dlt | None:
+        """The DLT registration to send under; SendError if the body no longer fits its template."""
+        key = (claimed.campaign_id, claimed.kind)
+        if key not in self._registrations:
+            self._registrations[key] = self._registration(*key)
+        found = self._registrations[key]
+        if found is None:
+            return None
+        registration, template_text = found
+        check = (*key, claimed.body)
+        if check not in self._checked:
+            try:
+                dlt.match(claimed.body, template_text)
+                self._checked[check] = None
+            except ValidationError as exc:
+                self._checked[check] = SendError(
+                    f"DLT template {registration.template_id}: {exc}"[:255], transient=False
+                )
+        error = self._checked[check]
+        if error is not None:
+            raise error
+        return registration
+
+    @staticmethod
+    def _registration(campaign_id: int, kind: str) -> tuple[Dlt, str] | None:
+        campaign = db.session.get(Campaign, campaign_id)
+        template = campaigns.template_for(campaign_id, kind)
+        if (
+            campaign is None
+            or template is None
+            or not (campaign.dlt_entity_id and campaign.dlt_header)
+        ):
+            return None
+        return Dlt(campaign.dlt_entity_id, campaign.dlt_header, template.template_id), template.text
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """A send that lost its rate-limit slot (it started too late) and got none soon enough."""
+
+    wait: float
+
+
+Attempt = SendResult | SendError | Deferred
+MAX_RESLOTS = 5  # a sender woken late this many times in a row gives the message back
+
+
+def _attempt(
+    sender: SmsSender, sms: OutboundSms, not_before: float, limiter: RateLimiter
+) -> Attempt:
+    """Wait for the reserved slot, then send; every outcome comes back as a value.
+
+    A sender that wakes more than LATE_TOLERANCE after its slot (a busy machine) takes a new
+    slot instead, so late sends never bunch up above the rate.
+    """
+    for _ in range(MAX_RESLOTS):
+        delay = not_before - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+            delay = not_before - time.monotonic()
+        if delay >= -LATE_TOLERANCE:
+            break
+        grant = limiter.acquire(f"{sender.name}:{sender.account}")
+        if not grant.reserved:
+            return Deferred(grant.wait)
+        not_before = time.monotonic() + grant.wait
+    else:
+        return Deferred(0.0)
     try:
-        dlt.match(message.body, template.text)
-    except ValidationError as exc:
-        raise SendError(
-            f"DLT template {template.template_id}: {exc}"[:255], transient=False
-        ) from exc
-    return Dlt(campaign.dlt_entity_id, campaign.dlt_header, template.template_id)
+        return sender.send(sms)
+    except SendError as exc:
+        return exc
+    except Exception as exc:  # a bug or an odd answer: the provider may have it, so never resend
+        log.exception("sms.send_raised", extra={"message_id": sms.message_id})
+        return SendError(
+            f"{sender.name} send raised {type(exc).__name__}: it may have the message; review",
+            transient=False,
+            ambiguous=True,
+        )
+
+
+def send_claimed(
+    claimed: Sequence[Claimed],
+    sender: SmsSender,
+    limiter: RateLimiter,
+    executor: Executor | None = None,
+) -> dict[int, DeliveryOutcome]:
+    """Send claimed messages and record every outcome (flushed, not committed).
+
+    Each send takes its slot in the provider account's shared rate limit (all slots in one
+    round trip); a message whose slot is more than the limiter's longest wait away goes back
+    to `pending` for that long. The claim is committed before any provider call, so the
+    threads that wait on the provider hold no database connection; with an executor the sends
+    overlap, each starting at its own slot.
+    """
+    results: dict[int, Attempt] = {}
+    ready: list[OutboundSms] = []
+    rules = _DltRules()
+    for message in claimed:
+        try:
+            registration = rules.for_message(message)
+        except SendError as exc:
+            results[message.id] = exc
+            continue
+        ready.append(OutboundSms(message.id, message.to_phone, message.body, registration))
+    grants = acquire_many(limiter, f"{sender.name}:{sender.account}", len(ready))
+    start = time.monotonic()
+    now = clock.now()
+    refused = [
+        (sms.message_id, now + timedelta(seconds=grant.wait))
+        for sms, grant in zip(ready, grants, strict=True)
+        if not grant.reserved
+    ]
+    if refused:
+        _defer_rate_limited(refused, now)
+    slots = [
+        (sms, start + grant.wait)
+        for sms, grant in zip(ready, grants, strict=True)
+        if grant.reserved
+    ]
+    db.session.commit()  # `sending` is durable before the provider is called; no connection held
+    if executor is None or len(slots) < 2:
+        for sms, not_before in slots:
+            results[sms.message_id] = _attempt(sender, sms, not_before, limiter)
+    else:
+        futures = {
+            sms.message_id: executor.submit(_attempt, sender, sms, not_before, limiter)
+            for sms, not_before in slots
+        }
+        for message_id, future in futures.items():
+            results[message_id] = future.result()
+    late = [
+        (message_id, clock.now() + timedelta(seconds=result.wait))
+        for message_id, result in results.items()
+        if isinstance(result, Deferred)
+    ]
+    if late:
+        _defer_rate_limited(late, clock.now())
+    outcomes = _record(claimed, results, sender.name)
+    for message_id, _ in refused + late:
+        outcomes[message_id] = DeliveryOutcome(MessageStatus.PENDING)
+    return outcomes
+
+
+def _defer_rate_limited(refused: list[tuple[int, datetime]], now: datetime) -> None:
+    """Put messages refused a rate-limit slot back to pending, their attempt not counted."""
+    table = MESSAGES
+    db.session.execute(
+        update(table)
+        .where(table.c.id == bindparam("b_id"), table.c.status == MessageStatus.SENDING)
+        .values(
+            status=MessageStatus.PENDING,
+            attempts=table.c.attempts - 1,
+            next_attempt_at=bindparam("b_next", type_=UTCDateTime()),
+            updated_at=now,
+        ),
+        [{"b_id": message_id, "b_next": until} for message_id, until in refused],
+    )
+    event(log, logging.INFO, "sms.deferred", messages=len(refused), reason="rate_limit")
 
 
 def deliver(message: Message, sender: SmsSender, limiter: RateLimiter) -> DeliveryOutcome:
-    """Call the provider for a claimed message and record what happened (flushed, not committed).
-
-    Waits for a slot in the provider account's shared rate limit; when the wait would be long,
-    the message goes back to `pending` for that long instead of holding the worker. The
-    transaction is committed before the wait and the provider call, so a sending thread holds
-    no database connection while it waits (a threads pool has far more threads than connections).
-    """
-    message.provider = sender.name
-    try:
-        sms = OutboundSms(message.id, message.to_phone, message.body, _dlt(message))
-    except SendError as exc:
-        return _record_failure(message, exc)
-    grant = limiter.acquire(f"{sender.name}:{sender.account}")
-    if not grant.reserved:
-        _defer(
-            message.id, clock.now() + timedelta(seconds=grant.wait), "rate_limit", undo_attempt=True
-        )
-        db.session.refresh(message)
-        return DeliveryOutcome(MessageStatus.PENDING)
-    db.session.commit()  # `sending` is durable before the provider is called; no connection held
-    if grant.wait > 0:
-        time.sleep(grant.wait)
-    try:
-        result = sender.send(sms)
-    except SendError as exc:
-        return _record_failure(message, exc)
-    message.status = MessageStatus.SENT
-    message.provider_message_id = result.provider_message_id
-    message.sent_at = clock.now()
-    message.error_code = None
-    message.error_message = None
-    db.session.flush()
-    event(
-        log,
-        logging.INFO,
-        "sms.sent",
-        message_id=message.id,
-        provider=sender.name,
-        to=mask(message.to_phone),
-        attempts=message.attempts,
+    """send_claimed for one claimed message; the row is refreshed with the outcome."""
+    claimed = Claimed(
+        message.id,
+        message.campaign_id,
+        message.kind,
+        message.to_phone,
+        message.body,
+        message.attempts,
     )
-    return DeliveryOutcome(MessageStatus.SENT)
+    outcome = send_claimed([claimed], sender, limiter)[message.id]
+    db.session.refresh(message)
+    return outcome
 
 
-def backoff(attempt: int) -> float:
+def backoff(attempt: int, base: float | None = None) -> float:
     """Seconds to wait before retry number `attempt`: exponential, capped, with full jitter."""
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(attempt - 1, 0))
+    if base is None:
+        base = backoff_base()
+    ceiling = min(BACKOFF_CAP, base * 2 ** max(attempt - 1, 0))
     return random.uniform(ceiling / 2, ceiling)
 
 
-def _record_failure(message: Message, exc: SendError) -> DeliveryOutcome:
-    message.error_code = exc.code
-    message.error_message = str(exc)[:255]
-    max_attempts = int(current_app.config.get("SMS_MAX_ATTEMPTS", 8))
+def backoff_base() -> float:
+    """SMS_BACKOFF_BASE: seconds before the first retry."""
+    if not has_app_context():
+        return BACKOFF_BASE
+    return float(current_app.config.get("SMS_BACKOFF_BASE") or BACKOFF_BASE)
+
+
+def _failure(exc: SendError, attempts: int, max_attempts: int) -> tuple[MessageStatus, float]:
+    """What a failed attempt makes of the message, and the seconds until its retry."""
     if exc.ambiguous:
-        message.status = MessageStatus.UNKNOWN  # may have been sent: for review, never resent
-        delay = 0.0
-        level, name = logging.ERROR, "sms.unknown"
-    elif exc.transient and message.attempts < max_attempts:
-        delay = backoff(message.attempts)
-        message.status = MessageStatus.PENDING
-        message.next_attempt_at = clock.now() + timedelta(seconds=delay)
-        level, name = logging.WARNING, "sms.retry_scheduled"
+        return MessageStatus.UNKNOWN, 0.0  # may have been sent: for review, never resent
+    if exc.transient and attempts < max_attempts:
+        delay = backoff(attempts)
+        if exc.retry_after:
+            delay = max(delay, min(exc.retry_after, BACKOFF_CAP))
+        return MessageStatus.PENDING, delay
+    return MessageStatus.FAILED, 0.0
+
+
+_FAILURE_EVENTS = {
+    MessageStatus.UNKNOWN: (logging.ERROR, "sms.unknown"),
+    MessageStatus.PENDING: (logging.WARNING, "sms.retry_scheduled"),
+    MessageStatus.FAILED: (logging.ERROR, "sms.failed"),
+}
+
+
+def _record(
+    claimed: Sequence[Claimed], results: Mapping[int, Attempt], provider: str
+) -> dict[int, DeliveryOutcome]:
+    """Write every attempt's outcome with one executemany UPDATE per kind of outcome."""
+    table = MESSAGES
+    now = clock.now()
+    max_attempts = int(current_app.config.get("SMS_MAX_ATTEMPTS", 8))
+    sent: list[dict[str, object]] = []
+    failed: list[dict[str, object]] = []
+    outcomes: dict[int, DeliveryOutcome] = {}
+    for message in claimed:
+        result = results.get(message.id)
+        if result is None or isinstance(result, Deferred):
+            continue
+        if isinstance(result, SendResult):
+            sent.append({"b_id": message.id, "b_sid": result.provider_message_id})
+            outcomes[message.id] = DeliveryOutcome(MessageStatus.SENT)
+            continue
+        status, delay = _failure(result, message.attempts, max_attempts)
+        failed.append(
+            {
+                "b_id": message.id,
+                "b_status": status,
+                "b_code": result.code,
+                "b_error": str(result)[:255],
+                "b_next": now + timedelta(seconds=delay)
+                if status is MessageStatus.PENDING
+                else None,
+            }
+        )
+        outcomes[message.id] = DeliveryOutcome(status, opted_out=result.opted_out)
+        level, name = _FAILURE_EVENTS[status]
+        event(
+            log,
+            level,
+            name,
+            message_id=message.id,
+            code=result.code,
+            transient=result.transient,
+            attempts=message.attempts,
+            retry_in=round(delay, 1),
+            to=mask(message.to_phone),
+        )
+    if sent:
+        db.session.execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values(
+                status=MessageStatus.SENT,
+                provider=provider,
+                provider_message_id=bindparam("b_sid"),
+                sent_at=now,
+                error_code=None,
+                error_message=None,
+                updated_at=now,
+            ),
+            sent,
+        )
+        _log_sent(claimed, sent, provider)
+    if failed:
+        db.session.execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values(
+                status=bindparam("b_status"),
+                provider=provider,
+                error_code=bindparam("b_code"),
+                error_message=bindparam("b_error"),
+                next_attempt_at=func.coalesce(
+                    bindparam("b_next", type_=UTCDateTime()), table.c.next_attempt_at
+                ),
+                updated_at=now,
+            ),
+            failed,
+        )
+    return outcomes
+
+
+def _log_sent(claimed: Sequence[Claimed], sent: list[dict[str, object]], provider: str) -> None:
+    """One `sms.sent` line per batch (a single message keeps its id, masked number, attempts)."""
+    if len(claimed) == 1:
+        [message] = claimed
+        event(
+            log,
+            logging.INFO,
+            "sms.sent",
+            message_id=message.id,
+            provider=provider,
+            to=mask(message.to_phone),
+            attempts=message.attempts,
+        )
     else:
-        message.status = MessageStatus.FAILED
-        delay = 0.0
-        level, name = logging.ERROR, "sms.failed"
-    db.session.flush()
-    event(
-        log,
-        level,
-        name,
-        message_id=message.id,
-        code=exc.code,
-        transient=exc.transient,
-        attempts=message.attempts,
-        retry_in=round(delay, 1),
-        to=mask(message.to_phone),
-    )
-    return DeliveryOutcome(MessageStatus(message.status), opted_out=exc.opted_out)
+        event(log, logging.INFO, "sms.sent", messages=len(sent), provider=provider)
 
 
 def sending_stale_after() -> timedelta:

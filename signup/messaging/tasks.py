@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 from celery import shared_task
 from flask import current_app
 
 from signup.extensions import db
 from signup.messaging import services
+from signup.messaging.models import Message
 from signup.messaging.providers import SmsSender
+from signup.messaging.services import DeliveryOutcome
 from signup.tasking import publish_all
 from signup.volunteers import services as volunteers
 
@@ -18,35 +24,82 @@ def sender() -> SmsSender:
     return sms_sender
 
 
+# Messages one send_messages task claims together (the relay publishes chunks this size).
+SEND_BATCH = 50
+# Sends in flight at once per process across all batch tasks (each mostly waits on the provider).
+SEND_THREADS = 128
+
+_executor: ThreadPoolExecutor | None = None
+_executor_pid: int | None = None
+_executor_lock = threading.Lock()
+
+
+def executor() -> ThreadPoolExecutor:
+    """This process's pool of sending threads, made on first use (after any fork)."""
+    global _executor, _executor_pid
+    if _executor is None or _executor_pid != os.getpid():
+        with _executor_lock:
+            if _executor is None or _executor_pid != os.getpid():
+                _executor = ThreadPoolExecutor(SEND_THREADS, thread_name_prefix="sms-send")
+                _executor_pid = os.getpid()
+    return _executor
+
+
+def _send(message_ids: list[int], pool: ThreadPoolExecutor | None) -> dict[int, DeliveryOutcome]:
+    """Claim, commit, call the provider (concurrently with a pool), record, commit."""
+    sms_sender = sender()
+    claimed = services.claim_batch(message_ids, provider=sms_sender.name)
+    if not claimed:
+        db.session.commit()  # quiet-hours deferrals, if any
+        return {}
+    outcomes = services.send_claimed(
+        claimed, sms_sender, current_app.extensions["sms_rate_limiter"], pool
+    )
+    for message_id, outcome in outcomes.items():
+        if outcome.opted_out:
+            message = db.session.get(Message, message_id)
+            if message is not None:
+                volunteers.withdraw_unsubscribed(message)
+    db.session.commit()
+    return outcomes
+
+
 @shared_task(name="signup.messaging.tasks.send_message", ignore_result=True, acks_late=True)
 def send_message(message_id: int) -> str | None:
-    """Claim, commit, call the provider, record: a duplicate delivery finds nothing to claim.
+    """Send one message: claim, commit, call the provider, record; a duplicate finds nothing.
 
-    Runs on many threads at once (docs/deployment.md): the claim is committed inside deliver,
-    just before the provider call, so each send takes two short transactions and no database
-    connection is held while the provider answers.
+    Runs on many threads at once (docs/deployment.md): each send takes two short transactions
+    and holds no database connection while the provider answers.
     """
-    session = db.session()
-    session.expire_on_commit = False  # the claimed row is ours: no reloads after each commit
-    message = services.claim_for_sending(message_id)
-    if message is None:
-        db.session.commit()
-        return None
-    outcome = services.deliver(message, sender(), current_app.extensions["sms_rate_limiter"])
-    if outcome.opted_out:
-        volunteers.withdraw_unsubscribed(message)
-    db.session.commit()
-    return str(outcome.status)
+    outcome = _send([message_id], None).get(message_id)
+    return str(outcome.status) if outcome is not None else None
+
+
+@shared_task(name="signup.messaging.tasks.send_messages", ignore_result=True, acks_late=True)
+def send_messages(message_ids: list[int]) -> int:
+    """Send many messages: one claim, sends overlapping on this process's pool, one record.
+
+    The same guarantees as send_message: the claim is committed before any provider call, a
+    duplicate delivery finds nothing to claim, and each send takes its own rate-limit slot.
+    Returns how many were claimed.
+    """
+    return len(_send([int(message_id) for message_id in message_ids], executor()))
+
+
+def chunks(ids: list[int], size: int = SEND_BATCH) -> list[tuple[list[int]]]:
+    """send_messages argument tuples of at most `size` ids each."""
+    return [(ids[start : start + size],) for start in range(0, len(ids), size)]
 
 
 @shared_task(name="signup.messaging.tasks.relay_messages", ignore_result=True)
 def relay_messages() -> int:
-    """Publish messages that are due (new, retry time reached, or lost by the broker)."""
+    """Publish messages that are due (new, retry time reached, or lost by the broker) in chunks."""
     ids = services.claim_due(current_app.config["RELAY_BATCH_SIZE"])
     db.session.commit()
-    sent = publish_all(send_message, [(message_id,) for message_id in ids])
-    if sent < len(ids):
-        services.release(ids[sent:])
+    batches = chunks(ids)
+    published = publish_all(send_messages, batches)
+    if published < len(batches):
+        services.release([i for (batch,) in batches[published:] for i in batch])
         db.session.commit()
     return len(ids)
 

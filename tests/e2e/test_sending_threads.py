@@ -13,7 +13,7 @@ from signup import clock
 from signup.extensions import db
 from signup.messaging import texts
 from signup.messaging.models import Message, MessageKind, MessageStatus
-from signup.messaging.tasks import send_message
+from signup.messaging.tasks import chunks, send_message, send_messages
 from signup.tasking import publish
 from signup.volunteers.models import Volunteer
 from tests.e2e.conftest import Worker, wait_for
@@ -71,8 +71,9 @@ def sent() -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+@pytest.mark.parametrize("batched", [False, True], ids=["send_message", "send_messages"])
 def test_threads_workers_send_each_message_once_within_the_rate(
-    committed: Flask, start_worker: Callable[..., Worker], slow_twilio: SlowTwilio
+    committed: Flask, start_worker: Callable[..., Worker], slow_twilio: SlowTwilio, batched: bool
 ) -> None:
     ids = queued_messages(MESSAGES)
     settings = {
@@ -87,8 +88,12 @@ def test_threads_workers_send_each_message_once_within_the_rate(
         )
         for index in range(2)
     ]
-    for message_id in ids + ids:  # every task delivered twice, as a broker may
-        assert publish(send_message, message_id)
+    if batched:  # every batch delivered twice, as a broker may; more than the rate allows
+        for (batch,) in chunks(ids, 15) * 2:
+            assert publish(send_messages, batch)
+    else:
+        for message_id in ids + ids:  # every task delivered twice, as a broker may
+            assert publish(send_message, message_id)
     wait_for(lambda: sent()[0] == MESSAGES, timeout=120, what="every message sent")
     wait_for(lambda: not slow_twilio.in_flight, timeout=10, what="quiet")
 

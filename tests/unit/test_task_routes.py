@@ -14,6 +14,7 @@ EXPECTED = {
     "signup.calls.tasks.process_calls": "intake",
     "signup.calls.tasks.replay_spool": "intake",
     "signup.messaging.tasks.send_message": "sending",
+    "signup.messaging.tasks.send_messages": "sending",
     "signup.messaging.tasks.relay_messages": "sending",
     "signup.messaging.tasks.sweep_stale_messages": "sending",
     "signup.calls.tasks.purge_raw_caller_strings": "maintenance",
