@@ -741,6 +741,7 @@ class Options:
     max_p99: float
     database: Database
     keep_database: bool
+    json_path: Path | None = None
 
     @property
     def gunicorn_flags(self) -> list[str]:
@@ -911,6 +912,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         description="Benchmark the Twilio voice webhook against a hello-world Flask route."
     )
     parser.add_argument("--duration", type=float, help="measured seconds per server (12)")
+    parser.add_argument("--json", type=Path, help="also write the figures here (for charts)")
     parser.add_argument("--warmup", type=float, help="warm-up seconds per server (3)")
     parser.add_argument("--quick", action="store_true", help="1 s warm-up and 3 s measured")
     parser.add_argument("--connections", type=int, default=32, help="concurrent connections")
@@ -972,6 +974,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         max_p99=args.max_p99,
         database=Database(server, args.database),
         keep_database=args.keep_database,
+        json_path=args.json,
     )
 
 
@@ -1006,7 +1009,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         webhook = bench("webhook", "signup:create_app()", options, env, workdir)
         rows = options.database.count_calls()
         status = report(options, hello, webhook, rows, load)
+        if options.json_path:
+            write_json(options.json_path, hello, webhook, rows)
     return status
+
+
+def write_json(path: Path, hello: Result, webhook: Result, rows: int) -> None:
+    """The measured figures of both servers, for bench/charts.py."""
+
+    def figures(r: Result) -> dict[str, float]:
+        t = r.measured
+        return {
+            "req_s": t.rate,
+            "p50_ms": t.p50 * 1e3,
+            "p99_ms": t.p99 * 1e3,
+            "server_cpu_us": r.server_cpu / t.answers * 1e6 if t.answers else math.nan,
+            "postgres_cpu_us": r.postgres_cpu / t.answers * 1e6 if t.answers else math.nan,
+        }
+
+    data = {
+        "hello": figures(hello),
+        "webhook": figures(webhook),
+        "ratio": webhook.measured.rate / hello.measured.rate if hello.measured.rate else 0.0,
+        "rows_match": rows == webhook.warmup.ok + webhook.measured.ok,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2))
 
 
 if __name__ == "__main__":
