@@ -80,8 +80,11 @@ def recreate(database_url: str) -> None:
         conn.execute(f'CREATE DATABASE "{url.database}"')
 
 
-def seed(count: int) -> list[int]:
-    """Migrate, then add a campaign and `count` volunteers each with a queued onboarding SMS."""
+def seed(count: int, batch: int) -> list[int]:
+    """Migrate, then add a campaign and `count` volunteers each with a queued onboarding SMS.
+
+    Publishes one send_message per message, or with `batch` one send_messages per that many.
+    """
     from signup import clock, create_app
     from signup.campaigns import services as campaigns
     from signup.extensions import db
@@ -124,8 +127,15 @@ def seed(count: int) -> list[int]:
         ).all()
         db.session.commit()
         celery = app.extensions["celery"]
-        for message_id in ids:  # routed to the `sending` queue by task_routes
-            celery.send_task("signup.messaging.tasks.send_message", args=[message_id])
+        # Routed to the `sending` queue by task_routes.
+        if batch:
+            for start in range(0, len(ids), batch):
+                celery.send_task(
+                    "signup.messaging.tasks.send_messages", args=[list(ids[start : start + batch])]
+                )
+        else:
+            for message_id in ids:
+                celery.send_task("signup.messaging.tasks.send_message", args=[message_id])
         db.engine.dispose()
     return list(ids)
 
@@ -173,7 +183,7 @@ def run(args: argparse.Namespace, folder: Path) -> Figures:
     redis.Redis.from_url(args.redis).flushdb()
     recreate(args.database)
     log(f"seeding {args.messages} queued messages")
-    seed(args.messages)
+    seed(args.messages, args.batch)
     workers = []
     output = (folder / "workers.log").open("wb")
     for index in range(args.workers):
@@ -194,6 +204,11 @@ def run(args: argparse.Namespace, folder: Path) -> Figures:
                     f"--loglevel={args.log_level}",
                     "-n",
                     f"sending{index}@%h",
+                    *(
+                        ["--beat", "--schedule", str(folder / "beat")]
+                        if args.beat and not index
+                        else []
+                    ),
                 ],
                 env=env,
                 cwd=ROOT,
@@ -272,6 +287,14 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.2, help="fake provider, seconds")
     parser.add_argument("--concurrency", type=int, default=96, help="threads per worker")
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    parser.add_argument(
+        "--batch", type=int, default=0, help="ids per send_messages task (0: one send_message each)"
+    )
+    parser.add_argument(
+        "--beat",
+        action="store_true",
+        help="embedded beat in the first worker: the relay resends what waited past its slot",
+    )
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument(
@@ -285,12 +308,13 @@ def main() -> None:
     rate_ok = figures.max_window <= limit
     print(f"Machine: {machine()}\n")
     print(
-        "| workers × threads | rate/s (burst) | latency | SMS | SMS/s | max in any 1 s "
+        "| workers × threads | task | rate/s (burst) | latency | SMS | SMS/s | max in any 1 s "
         "| in flight (max) | connections | worker CPU s / 1000 SMS | exactly once |"
     )
-    print("|" + "---|" * 10)
+    print("|" + "---|" * 11)
+    task = f"send_messages × {args.batch}" if args.batch else "send_message"
     print(
-        f"| {args.workers} × {args.concurrency} | {args.rate:g} ({args.burst:g}) "
+        f"| {args.workers} × {args.concurrency} | {task} | {args.rate:g} ({args.burst:g}) "
         f"| {args.latency * 1000:.0f} ms | {figures.messages:,} | {figures.per_second:.0f} "
         f"| {figures.max_window} {'≤' if rate_ok else '>'} {limit:g} "
         f"| {figures.max_in_flight} | {figures.connections} "
