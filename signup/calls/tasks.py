@@ -10,8 +10,8 @@ from flask import current_app
 from signup.calls import batch, services
 from signup.extensions import db
 from signup.logs import event
-from signup.messaging.tasks import send_message
-from signup.tasking import publish, publish_all
+from signup.messaging.tasks import chunks, send_messages
+from signup.tasking import publish_all
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,7 @@ def process_calls(call_ids: list[int]) -> int:
             log, logging.WARNING, "call.batch_failed", calls=len(call_ids), error=type(exc).__name__
         )
         message_ids = _one_by_one(call_ids)
-    for message_id in message_ids:
-        publish(send_message, message_id)  # if this fails, relay_messages picks it up
+    publish_all(send_messages, chunks(message_ids))  # what fails, relay_messages picks up
     return len(call_ids)
 
 

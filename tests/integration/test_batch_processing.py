@@ -163,7 +163,7 @@ def test_the_task_falls_back_to_one_by_one_when_the_batch_fails(
         raise RuntimeError("poison")
 
     monkeypatch.setattr(bulk, "join_callers", broken)
-    monkeypatch.setattr("signup.calls.tasks.publish", lambda task, *args: True)
+    monkeypatch.setattr("signup.calls.tasks.publish_all", lambda task, chunks: len(chunks))
     process_calls.run(ids)
     states = set(db.session.scalars(select(Call.state)))
     assert states == {CallState.DONE}
