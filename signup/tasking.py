@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery, Task
-from flask import Flask
+from flask import Flask, current_app, has_app_context
 from kombu import Exchange, Queue
 
 from signup.logs import event
@@ -132,10 +132,12 @@ def publish(task: Any, *args: Any) -> bool:
     """Send a task without retrying; False (and a log line) when the broker is unreachable.
 
     Callers only publish work whose rows are committed, so a failed publish is picked up
-    later by the beat relay and nothing is lost.
+    later by the beat relay and nothing is lost. Inside an app context the message goes to
+    that app's broker, never to whichever Celery app a process happened to create last.
     """
+    celery = current_app.extensions["celery"] if has_app_context() else task.app
     try:
-        task.apply_async(args=args, retry=False)
+        celery.send_task(task.name, args=args, retry=False)
     except Exception as exc:  # kombu raises many types when the broker is down
         event(
             log, logging.WARNING, "broker.publish_failed", task=task.name, error=type(exc).__name__

@@ -40,6 +40,13 @@ class Scripted:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+class _Server(ThreadingHTTPServer):
+    """A listen backlog like a real API's: a threads worker opens a hundred connections at
+    once, and the standard 5 would reset some before the fake ever saw them."""
+
+    request_queue_size = 1024
+
+
 @dataclass
 class FakeTwilio:
     """Serve on 127.0.0.1 in a thread; answers scripted for the recipient (`To`), then
@@ -93,7 +100,7 @@ class FakeTwilio:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up waiting: exactly what a slow provider causes
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
         return f"http://127.0.0.1:{self.server.server_address[1]}"
