@@ -29,6 +29,7 @@ Prints a markdown report and writes it to bench/results-admin.md (see --output).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
@@ -1012,6 +1013,21 @@ def export_row(round_: int, run: ExportRun, ratio: str, *, bold: bool = False) -
     )
 
 
+def write_json(folder: Path, results: Results) -> None:
+    """admin.json (query latencies) and export.json (rows/s, with the baselines) for charts."""
+    folder.mkdir(parents=True, exist_ok=True)
+    queries = [
+        {"name": r.name, "p50_ms": r.p50, "p95_ms": r.p95} for r in results.latencies if r.target
+    ]
+    (folder / "admin.json").write_text(json.dumps({"rows": results.rows, "queries": queries}))
+    series = []
+    for runs, ours in ((results.baselines, False), (results.exports, True)):
+        for what in dict.fromkeys(run.what for run in runs):
+            rates = [run.rate for run in runs if run.what == what]
+            series.append({"label": what, "rows_s": statistics.median(rates), "ours": ours})
+    (folder / "export.json").write_text(json.dumps({"rows": results.rows, "series": series}))
+
+
 def targets(results: Results) -> list[str]:
     """One line per target of the issues: met or not, with the figure."""
     lines = []
@@ -1079,6 +1095,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--reuse", action="store_true", help="measure the existing database; no seeding"
     )
+    parser.add_argument("--json", type=Path, help="folder for admin.json and export.json (charts)")
     parser.add_argument(
         "--output", default=str(ROOT / "bench" / "results-admin.md"), help="'-' for none"
     )
@@ -1132,6 +1149,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             drop_database(args.server)
     markdown = report(results, info, command, seeding, profile)
+    if args.json:
+        write_json(args.json, results)
     print()
     print(markdown)
     if args.output != "-":

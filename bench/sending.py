@@ -13,6 +13,7 @@ Exit status 1 when a message was not sent exactly once or the rate was exceeded.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import subprocess
@@ -50,6 +51,7 @@ class Figures:
     max_in_flight: int
     connections: int
     worker_cpu: float
+    per_second_counts: list[int]  # requests at the fake in each whole second of the run
 
     @property
     def per_second(self) -> float:
@@ -256,7 +258,18 @@ def run(args: argparse.Namespace, folder: Path) -> Figures:
         max_in_flight=fake.max_in_flight,
         connections=fake.connections,
         worker_cpu=cpu,
+        per_second_counts=_per_second(times),
     )
+
+
+def _per_second(times: list[float]) -> list[int]:
+    """Requests in each second from the first one (for the chart)."""
+    if not times:
+        return []
+    counts = [0] * (int(times[-1] - times[0]) + 1)
+    for at in times:
+        counts[int(at - times[0])] += 1
+    return counts
 
 
 def machine() -> str:
@@ -301,6 +314,7 @@ def main() -> None:
         "--database", default="postgresql+psycopg://postgres@127.0.0.1:5432/signup_bench_sending"
     )
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/9")
+    parser.add_argument("--json", type=Path, help="also write the figures here (for charts)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-sending-") as folder:
         figures = run(args, Path(folder))
@@ -321,6 +335,22 @@ def main() -> None:
         f"| {figures.worker_cpu / figures.messages * 1000:.1f} "
         f"| {'yes' if figures.exact() else 'NO'} |"
     )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(
+            json.dumps(
+                {
+                    "sms_per_s": figures.per_second,
+                    "rate": args.rate,
+                    "latency_ms": args.latency * 1000,
+                    "max_window": figures.max_window,
+                    "cpu_ms_per_sms": figures.worker_cpu / figures.messages * 1000,
+                    "exact": figures.exact(),
+                    "per_second": figures.per_second_counts,
+                },
+                indent=2,
+            )
+        )
     if not figures.exact():
         log(f"not exact: {figures}")
     sys.exit(0 if figures.exact() and rate_ok else 1)
