@@ -86,8 +86,16 @@ def send_messages(message_ids: list[int]) -> int:
     return len(_send([int(message_id) for message_id in message_ids], executor()))
 
 
-def chunks(ids: list[int], size: int = SEND_BATCH) -> list[tuple[list[int]]]:
-    """send_messages argument tuples of at most `size` ids each."""
+def batch_size() -> int:
+    """Messages per send_messages task: SEND_BATCH, but never more than a second of the rate,
+    so that one batch never reserves rate-limit slots far ahead (those would be put back)."""
+    rate = float(current_app.config.get("SMS_RATE_PER_SECOND") or SEND_BATCH)
+    return max(1, min(SEND_BATCH, int(rate)))
+
+
+def chunks(ids: list[int], size: int | None = None) -> list[tuple[list[int]]]:
+    """send_messages argument tuples of at most `size` ids each (default: batch_size())."""
+    size = size or batch_size()
     return [(ids[start : start + size],) for start in range(0, len(ids), size)]
 
 
