@@ -111,6 +111,7 @@ def sending(data: dict[str, Any]) -> plt.Figure:
         linewidth=1,
         label=f"configured rate {data['rate']:g}/s",
     )
+    ax.set_ylim(0, data["rate"] * 1.35)  # room for the legend above the bars
     ax.set_xlabel("second of the run")
     ax.set_title(
         f"sending: {data['sms_per_s']:,.0f} SMS/s against a {data['latency_ms']:g} ms provider",
@@ -124,13 +125,14 @@ def sending(data: dict[str, Any]) -> plt.Figure:
 def export(data: dict[str, Any]) -> plt.Figure:
     """Export rows a second against bare COPY baselines of the same rows, same run."""
     fig, ax = plt.subplots(figsize=(7, 3.6))
-    labels = [item["label"] for item in data["series"]]
+    labels = [item["label"].replace(": ", ":\n", 1) for item in data["series"]]
     values = [item["rows_s"] for item in data["series"]]
     colours = [BLUE if item.get("ours") else GREY for item in data["series"]]
     _bars(ax, labels, values, colours, "")
     ax.axhline(500_000, color=RED, linestyle="--", linewidth=1, label="target 500,000 rows/s")
     ax.set_title(f"CSV export of {data['rows']:,} volunteers, rows a second", fontsize=10)
-    ax.legend(fontsize=8, frameon=False)
+    ax.set_ylim(0, max(*values, 500_000) * 1.2)
+    ax.legend(fontsize=8, frameon=False, loc="upper left")
     ax.tick_params(axis="x", labelsize=8)
     return fig
 

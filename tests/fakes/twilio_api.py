@@ -62,6 +62,10 @@ class FakeTwilio:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            # Keep-alive, as the real API: a new connection per SMS would leave tens of
+            # thousands of sockets in TIME_WAIT during a soak and run out of local ports.
+            protocol_version = "HTTP/1.1"
+
             def log_message(self, *args: Any) -> None:
                 pass
 
