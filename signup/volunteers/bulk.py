@@ -20,7 +20,7 @@ from signup.extensions import db
 from signup.messaging import services as messaging
 from signup.messaging.models import MessageKind
 from signup.phones import Phone
-from signup.volunteers import erasure
+from signup.volunteers import erasure, services
 from signup.volunteers.models import (
     ConsentChannel,
     ConsentEvent,
@@ -104,14 +104,10 @@ def _count_calls(ordered: list[Joiner]) -> dict[str, int]:
     stmt = insert.on_conflict_do_update(
         index_elements=["phone"],
         set_={
-            "call_count": table.c.call_count + 1,
-            "first_call_at": dbx.earliest(table.c.first_call_at, excluded.first_call_at),
-            "last_call_at": dbx.latest(table.c.last_call_at, excluded.last_call_at),
-            # A join leaves the volunteer active (services.join's _refresh_status). Values
-            # come from `excluded`, never new parameters, so the statement stays batchable.
+            **services.one_more_call(table, excluded),
+            # A join leaves the volunteer active (services.join's _refresh_status).
             "status": excluded.status,
             "opted_out_at": excluded.opted_out_at,
-            "updated_at": excluded.updated_at,
         },
     ).returning(table.c.phone, table.c.id)
     return {phone: volunteer_id for phone, volunteer_id in db.session.execute(stmt, params)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import exists, select
 
@@ -55,6 +56,16 @@ class Change:
                 self.message_ids.append(message.id)
 
 
+def one_more_call(table: Any, excluded: Any) -> dict[str, Any]:
+    """The ON CONFLICT update of an existing volunteer's row for one more call."""
+    return {
+        "call_count": table.c.call_count + 1,
+        "first_call_at": dbx.earliest(table.c.first_call_at, excluded.first_call_at),
+        "last_call_at": dbx.latest(table.c.last_call_at, excluded.last_call_at),
+        "updated_at": excluded.updated_at,
+    }
+
+
 def count_call(phone: str, at: datetime) -> Volunteer:
     """Create the volunteer for this phone or count one more call; safe under concurrency."""
     table = Volunteer.__table__
@@ -67,15 +78,8 @@ def count_call(phone: str, at: datetime) -> Volunteer:
         created_at=at,
         updated_at=at,
     )
-    excluded = insert.excluded
     stmt = insert.on_conflict_do_update(
-        index_elements=["phone"],
-        set_={
-            "call_count": table.c.call_count + 1,
-            "first_call_at": dbx.earliest(table.c.first_call_at, excluded.first_call_at),
-            "last_call_at": dbx.latest(table.c.last_call_at, excluded.last_call_at),
-            "updated_at": excluded.updated_at,
-        },
+        index_elements=["phone"], set_=one_more_call(table, insert.excluded)
     ).returning(Volunteer.id)
     volunteer_id = db.session.scalar(stmt)
     volunteer = db.session.get(
