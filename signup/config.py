@@ -79,7 +79,7 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "PUBLIC_BASE_URL": _env("PUBLIC_BASE_URL"),
         "SMS_QUIET_HOURS": _env("SMS_QUIET_HOURS", "22:00-06:00"),
         "SIGNUP_TIMEZONE": _env("SIGNUP_TIMEZONE", "Asia/Kolkata"),
-        "SMS_MAX_ATTEMPTS": _int_env("SMS_MAX_ATTEMPTS", 8),
+        "SMS_MAX_ATTEMPTS": _int_env("SMS_MAX_ATTEMPTS", 15),
         "SMS_BACKOFF_BASE": float(_env("SMS_BACKOFF_BASE", "2") or 2),
         "SMS_HTTP_TIMEOUT": float(_env("SMS_HTTP_TIMEOUT", "10") or 10),
         "SMS_SENDING_STALE_SECONDS": _int_env("SMS_SENDING_STALE_SECONDS", 600),

@@ -518,7 +518,7 @@ def _record(
     """Write every attempt's outcome with one executemany UPDATE per kind of outcome."""
     table = MESSAGES
     now = clock.now()
-    max_attempts = int(current_app.config.get("SMS_MAX_ATTEMPTS", 8))
+    max_attempts = int(current_app.config.get("SMS_MAX_ATTEMPTS", 15))
     sent: list[dict[str, object]] = []
     failed: list[dict[str, object]] = []
     outcomes: dict[int, DeliveryOutcome] = {}
