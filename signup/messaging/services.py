@@ -85,41 +85,17 @@ def create_message(
     volunteer: Volunteer, campaign: Campaign, kind: MessageKind, *, round_: int = 0
 ) -> NewMessage | None:
     """Add the message unless it exists (None then); inside quiet hours it waits as `pending`."""
-    now = clock.now()
-    at = send_time(campaign, now)
-    due = at <= now
-    stmt = (
-        dbx.insert(Message)
-        .values(
-            volunteer_id=volunteer.id,
-            campaign_id=campaign.id,
-            kind=kind,
-            round=round_,
-            to_phone=volunteer.phone,
-            body=texts.render(kind, campaign),
-            status=MessageStatus.QUEUED if due else MessageStatus.PENDING,
-            next_attempt_at=at,
-            queued_at=now if due else None,
-            created_at=now,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["volunteer_id", "campaign_id", "kind", "round"])
-        .returning(Message.id)
-    )
-    message_id = db.session.scalar(stmt)
-    if message_id is None:
-        return None
-    if not due:
-        event(log, logging.INFO, "sms.deferred", message_id=message_id, until=at.isoformat())
-    return NewMessage(message_id, due)
+    created = create_messages(campaign, kind, [(volunteer.id, volunteer.phone)], round_=round_)
+    return created.get(volunteer.id)
 
 
 def create_messages(
-    campaign: Campaign, kind: MessageKind, recipients: list[tuple[int, str]]
+    campaign: Campaign, kind: MessageKind, recipients: list[tuple[int, str]], *, round_: int = 0
 ) -> dict[int, NewMessage]:
-    """create_message for many (volunteer id, phone) pairs in one statement; keyed by volunteer.
+    """Add a message for each (volunteer id, phone) in one statement; keyed by volunteer.
 
-    Pairs whose message exists already are absent from the result, as create_message's None.
+    Pairs whose message exists already are absent from the result; inside quiet hours or a
+    blackout the messages wait as `pending` until the window ends.
     """
     if not recipients:
         return {}
@@ -132,7 +108,7 @@ def create_messages(
             "volunteer_id": volunteer_id,
             "campaign_id": campaign.id,
             "kind": kind,
-            "round": 0,
+            "round": round_,
             "to_phone": phone,
             "body": body,
             "status": MessageStatus.QUEUED if due else MessageStatus.PENDING,
@@ -153,7 +129,15 @@ def create_messages(
         for message_id, volunteer_id in db.session.execute(stmt, params)
     }
     if created and not due:
-        event(log, logging.INFO, "sms.deferred", messages=len(created), until=at.isoformat())
+        ids = sorted(m.id for m in created.values())
+        event(
+            log,
+            logging.INFO,
+            "sms.deferred",
+            message_ids=ids[:20],
+            messages=len(ids),
+            until=at.isoformat(),
+        )
     return created
 
 
