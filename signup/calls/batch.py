@@ -9,23 +9,20 @@ tests/integration/test_batch_processing.py checks both paths give the same rows.
 
 from __future__ import annotations
 
-import bisect
 import logging
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from flask import current_app
 from sqlalchemy import or_, select, update
 
 from signup import clock
 from signup import database as dbx
 from signup.calls.models import Call, CallOutcome, CallState
-from signup.calls.services import process_call
+from signup.calls.services import flooding_calls, process_call
 from signup.campaigns.models import Campaign
 from signup.extensions import db
-from signup.logs import event
-from signup.phones import Phone, PhoneKind, mask
+from signup.phones import Phone, PhoneKind
 from signup.volunteers import bulk
 from signup.volunteers.models import ConsentEventType
 
@@ -75,7 +72,7 @@ def process_batch(call_ids: list[int]) -> BatchResult:
             finished[(CallOutcome.NO_CALLER, campaign.id)].append(call.id)
         else:
             candidates.append(call)
-    flooding = _flooding(candidates)
+    flooding = flooding_calls([(c.id, c.phone.e164 or "", c.received_at) for c in candidates])
     by_caller: dict[str, deque[_Pending]] = defaultdict(deque)
     for call in candidates:
         if call.id in flooding:
@@ -151,43 +148,6 @@ def _routes(called: set[str]) -> dict[str, tuple[Campaign, bool]]:
         if campaign.number in called:
             routes[campaign.number] = (campaign, False)
     return routes
-
-
-def _flooding(calls: list[_Pending]) -> set[int]:
-    """Ids of calls with more than FLOOD_CALLS_PER_HOUR calls from their number in the hour
-    up to them (process_call's _flooding, for the whole batch in one query)."""
-    limit = int(current_app.config.get("FLOOD_CALLS_PER_HOUR") or 0)
-    if limit <= 0 or not calls:
-        return set()
-    hour = timedelta(hours=1)
-    times: dict[str, list[datetime]] = defaultdict(list)
-    rows = db.session.execute(
-        select(Call.caller, Call.received_at).where(
-            Call.caller.in_(sorted({c.phone.e164 for c in calls if c.phone.e164})),
-            Call.received_at > min(c.received_at for c in calls) - hour,
-            Call.received_at <= max(c.received_at for c in calls),
-        )
-    )
-    for caller, received_at in rows:
-        times[caller or ""].append(received_at)
-    for seen in times.values():
-        seen.sort()
-    flooding: set[int] = set()
-    for call in calls:
-        seen = times[call.phone.e164 or ""]
-        recent = bisect.bisect_right(seen, call.received_at) - bisect.bisect_right(
-            seen, call.received_at - hour
-        )
-        if recent > limit:
-            flooding.add(call.id)
-            event(
-                log,
-                logging.INFO,
-                "call.flooding",
-                caller=mask(call.phone.e164),
-                calls_last_hour=recent,
-            )
-    return flooding
 
 
 def _finish(finished: dict[tuple[str, int | None], list[int]], result: BatchResult) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import bisect
 import functools
 import logging
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -164,7 +166,7 @@ def process_call(call_id: int) -> Processed | None:
         call.campaign_id = route.campaign.id
         if not phone.is_person:
             result = Processed(CallOutcome.NO_CALLER)
-        elif _flooding(call):
+        elif call.id in flooding_calls([(call.id, phone.e164 or "", call.received_at)]):
             result = Processed(CallOutcome.FLOODING)
         elif route.is_optout:
             result = _opt_out(call, phone, route.campaign)
@@ -177,27 +179,33 @@ def process_call(call_id: int) -> Processed | None:
     return result
 
 
-def _flooding(call: Call) -> bool:
-    """More than FLOOD_CALLS_PER_HOUR calls from this number in the hour up to this one."""
+def flooding_calls(calls: list[tuple[int, str, datetime]]) -> set[int]:
+    """Ids of the (id, caller, received_at) calls with more than FLOOD_CALLS_PER_HOUR calls
+    from their number in the hour up to them; one query for any number of calls."""
     limit = int(current_app.config.get("FLOOD_CALLS_PER_HOUR") or 0)
-    if limit <= 0:
-        return False
-    recent = (
-        db.session.scalar(
-            select(func.count())
-            .select_from(Call)
-            .where(
-                Call.caller == call.caller,
-                Call.received_at > call.received_at - timedelta(hours=1),
-                Call.received_at <= call.received_at,
-            )
+    if limit <= 0 or not calls:
+        return set()
+    hour = timedelta(hours=1)
+    times: dict[str, list[datetime]] = defaultdict(list)
+    rows = db.session.execute(
+        select(Call.caller, Call.received_at).where(
+            Call.caller.in_(sorted({caller for _, caller, _ in calls})),
+            Call.received_at > min(at for _, _, at in calls) - hour,
+            Call.received_at <= max(at for _, _, at in calls),
         )
-        or 0
     )
-    if recent > limit:
-        event(log, logging.INFO, "call.flooding", caller=mask(call.caller), calls_last_hour=recent)
-        return True
-    return False
+    for caller, received_at in rows:
+        times[caller or ""].append(received_at)
+    for seen in times.values():
+        seen.sort()
+    flooding: set[int] = set()
+    for call_id, caller, at in calls:
+        seen = times[caller]
+        recent = bisect.bisect_right(seen, at) - bisect.bisect_right(seen, at - hour)
+        if recent > limit:
+            flooding.add(call_id)
+            event(log, logging.INFO, "call.flooding", caller=mask(caller), calls_last_hour=recent)
+    return flooding
 
 
 def purge_raw_strings(older_than_days: int, batch: int = 10_000) -> int:
