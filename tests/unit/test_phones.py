@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from signup import phones
 from signup.phones import PhoneKind, mask, normalise
 
 MOBILE = "+919911278181"
@@ -146,3 +147,28 @@ def test_geocoder_and_carrier_stay_out_of_web_and_worker_processes() -> None:
         },
     )
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_indian_e164_shortcut_agrees_with_parsing_for_every_prefix() -> None:
+    """The "+91 and ten digits" shortcut gives what phonenumbers' parser gives, prefix by prefix.
+
+    Indian number types are decided by leading digits, so every four-digit prefix with
+    suffixes spread over the rest covers the ranges the metadata distinguishes.
+    """
+    suffixes = ("000000", "123456", "500000", "987654", "999999")
+    for prefix in range(1000, 10000):
+        for suffix in suffixes:
+            national = f"{prefix}{suffix}"
+            assert phones._indian_e164(national) == phones._by_parsing("+91" + national), national
+
+
+@given(st.from_regex(r"\A\+91[1-9][0-9]{9}\Z"))
+def test_indian_e164_takes_the_shortcut_and_agrees(raw: str) -> None:
+    """normalise() of any "+91 and ten digits" string equals the parser's answer."""
+    assert normalise(raw) == phones._by_parsing(raw)
+
+
+def test_devanagari_digits_after_plus_91_still_become_ascii() -> None:
+    """The shortcut is for ASCII digits only; other digits go through the parser."""
+    assert normalise("+९१९८१२३४५६७८").e164 == "+919812345678"
+    assert normalise("+91९८१२३४५६७८").e164 == "+919812345678"
