@@ -15,6 +15,19 @@ CALL_ID_LIMIT = 64
 
 
 @dataclass(frozen=True, slots=True)
+class Answer:
+    """A webhook's answer: built once per provider, sent by Flask or by the WSGI fast path."""
+
+    status: int
+    content_type: str  # with its charset, as sent
+    body: bytes
+
+    def response(self) -> Response:
+        """The answer as a Flask response."""
+        return Response(self.body, status=self.status, content_type=self.content_type)
+
+
+@dataclass(frozen=True, slots=True)
 class InboundCall:
     """A provider's incoming-call request reduced to what we record (raw values uncut)."""
 
@@ -63,6 +76,9 @@ class CallProvider(Protocol):
         """Read the call's id and numbers; never raises on odd or missing fields."""
         ...
 
-    def answer(self) -> Response:
-        """The response that ends the call unanswered, so nobody is billed."""
+    def answer(self) -> Answer:
+        """The response that ends the call unanswered, so nobody is billed.
+
+        The same every time: the fast path turns it into bytes once.
+        """
         ...

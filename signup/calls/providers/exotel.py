@@ -11,9 +11,11 @@ import hmac
 import ipaddress
 from collections.abc import Iterable
 
-from flask import Request, Response, current_app
+from flask import Request, current_app
 
-from signup.calls.providers.base import InboundCall, call_id_or_digest, form_material
+from signup.calls.providers.base import Answer, InboundCall, call_id_or_digest, form_material
+
+EMPTY = Answer(200, "text/plain; charset=utf-8", b"")
 
 
 def address_allowed(
@@ -67,6 +69,6 @@ class ExotelCalls:
             to_raw=to_raw,
         )
 
-    def answer(self) -> Response:
+    def answer(self) -> Answer:
         """An empty 200: Exotel's flow moves on and the caller's ringing stops."""
-        return Response("", status=200, mimetype="text/plain")
+        return EMPTY
