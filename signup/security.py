@@ -15,18 +15,32 @@ CSP = (
 )
 
 
+def security_header_items(*, https: bool, admin: bool) -> list[tuple[str, str]]:
+    """The security headers for a response: over https with HSTS, on admin pages uncacheable."""
+    items = [
+        ("Content-Security-Policy", CSP),
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Frame-Options", "DENY"),
+        ("Referrer-Policy", "same-origin"),
+    ]
+    if https:
+        items.append(("Strict-Transport-Security", "max-age=31536000; includeSubDomains"))
+    if admin:
+        items.append(("Cache-Control", "no-store"))  # personal data stays out of caches
+    return items
+
+
+def serves_https(request: Request, public_base_url: str | None) -> bool:
+    """True when the request came over https or the app is published at an https URL."""
+    return request.is_secure or (public_base_url or "").startswith("https://")
+
+
 def security_headers(response: Response) -> Response:
     """A strict Content-Security-Policy, no framing, no sniffing; HSTS over https."""
     headers = response.headers
-    headers.setdefault("Content-Security-Policy", CSP)
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Referrer-Policy", "same-origin")
-    public = current_app.config.get("PUBLIC_BASE_URL") or ""
-    if request.is_secure or public.startswith("https://"):
-        headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-    if request.path.startswith("/admin"):
-        headers.setdefault("Cache-Control", "no-store")  # personal data stays out of caches
+    https = serves_https(request, current_app.config.get("PUBLIC_BASE_URL"))
+    for name, value in security_header_items(https=https, admin=request.path.startswith("/admin")):
+        headers.setdefault(name, value)
     return response
 
 
