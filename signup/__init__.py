@@ -70,7 +70,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     _register_blueprints(app)
     _register_cli(app)
+    _install_fast_path(app)
     return app
+
+
+def _install_fast_path(app: Flask) -> None:
+    """Answer genuine webhooks before Flask's request machinery (signup.calls.fastpath)."""
+    from signup.calls.fastpath import WebhookFastPath
+
+    app.wsgi_app = WebhookFastPath(app, app.wsgi_app)  # type: ignore[method-assign]
 
 
 def _call_writer(app: Flask) -> Any:
