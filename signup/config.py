@@ -52,6 +52,17 @@ def allowed_networks(raw: str | None) -> list[ipaddress.IPv4Network | ipaddress.
     ]
 
 
+REPLICA_BIND = "replica"
+
+
+def sqlalchemy_url(url: str) -> str:
+    """A postgres:// or postgresql:// URL with the psycopg 3 driver named; others unchanged."""
+    for scheme in ("postgres://", "postgresql://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url.removeprefix(scheme)
+    return url
+
+
 def from_environment(instance_path: str) -> dict[str, Any]:
     """Build the Flask config from environment variables (see README, "Environment")."""
     database_url = _env("DATABASE_URL")
@@ -59,15 +70,13 @@ def from_environment(instance_path: str) -> dict[str, Any]:
     environment = _env("SIGNUP_ENV", "development" if database_url is None else "production")
     if database_url is None:
         database_url = "sqlite:///" + str(Path(instance_path) / "signup.sqlite3")
-    elif database_url.startswith("postgres://"):
-        database_url = "postgresql+psycopg://" + database_url.removeprefix("postgres://")
-    elif database_url.startswith("postgresql://"):
-        database_url = "postgresql+psycopg://" + database_url.removeprefix("postgresql://")
+    replica_url = _env("DATABASE_REPLICA_URL")
 
     return {
         "SIGNUP_ENV": environment,
         "SECRET_KEY": _env("SECRET_KEY"),
-        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_DATABASE_URI": sqlalchemy_url(database_url),
+        "DATABASE_REPLICA_URL": sqlalchemy_url(replica_url) if replica_url else None,
         "REDIS_URL": _env("REDIS_URL"),
         "BROKER_URL": _env("BROKER_URL"),
         "SMS_PROVIDER": _env("SMS_PROVIDER", "console"),
@@ -178,3 +187,18 @@ def finalise(config: dict[str, Any]) -> None:
         engine_options.setdefault(
             "connect_args", {"connect_timeout": 3, "application_name": "missed-call-signup"}
         )
+    replica = config.get("DATABASE_REPLICA_URL")
+    if replica and not (
+        str(replica).startswith("postgresql")
+        and str(config["SQLALCHEMY_DATABASE_URI"]).startswith("postgresql")
+    ):
+        raise ConfigError("DATABASE_REPLICA_URL needs PostgreSQL for it and for DATABASE_URL")
+    if replica:
+        # The admin's list and dashboard read here (signup.database.reads); same pool settings.
+        connect_args = {**engine_options.get("connect_args", {})}
+        connect_args["application_name"] = "missed-call-signup-replica"
+        config.setdefault("SQLALCHEMY_BINDS", {})[REPLICA_BIND] = {
+            **engine_options,
+            "url": replica,
+            "connect_args": connect_args,
+        }

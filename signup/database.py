@@ -22,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
+from signup.config import REPLICA_BIND
 from signup.extensions import db
 
 
@@ -138,3 +139,32 @@ def id_in(column: Any, ids: list[int]) -> ColumnElement[bool]:
     if dialect_name() == "postgresql":
         return column == any_(bindparam("ids", ids, type_=postgresql.ARRAY(BigInteger())))
     return column.in_(ids)
+
+
+class _Reads:
+    """Reads that may lag a little: the admin's list and dashboard.
+
+    They go to the read replica when DATABASE_REPLICA_URL is set (the session's connection to
+    that engine), else to the primary like everything else. What an admin just changed, and
+    every write, stays on the primary: the volunteer page, actions, imports, the audit log.
+    """
+
+    @staticmethod
+    def _bind() -> dict[str, Any] | None:
+        engine = db.engines.get(REPLICA_BIND)
+        return {"bind": engine} if engine is not None else None
+
+    def execute(self, statement: Any) -> Any:
+        """Session.execute on the replica (or the primary)."""
+        return db.session.execute(statement, bind_arguments=self._bind())
+
+    def scalar(self, statement: Any) -> Any:
+        """Session.scalar on the replica (or the primary)."""
+        return db.session.scalar(statement, bind_arguments=self._bind())
+
+    def scalars(self, statement: Any) -> Any:
+        """Session.scalars on the replica (or the primary)."""
+        return db.session.scalars(statement, bind_arguments=self._bind())
+
+
+reads = _Reads()

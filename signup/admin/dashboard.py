@@ -1,4 +1,7 @@
-"""Dashboard figures, scoped like everything else: calls over time, the funnel, places."""
+"""Dashboard figures, scoped like everything else: calls over time, the funnel, places.
+
+Read through signup.database.reads: from the read replica when one is configured.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +15,7 @@ from signup import clock
 from signup.admin.access import Access
 from signup.calls.models import Call, CallOutcome
 from signup.campaigns.models import Campaign
-from signup.database import local_bucket
-from signup.extensions import db
+from signup.database import local_bucket, reads
 from signup.messaging.models import Message, MessageStatus
 from signup.volunteers.models import Subscription, Volunteer, VolunteerStatus
 
@@ -49,7 +51,7 @@ def _buckets(
     """Calls counted per local hour or day, grouped in the database."""
     bucket = local_bucket(Call.received_at, unit, zone, since)
     counts = dict(
-        db.session.execute(
+        reads.execute(
             select(bucket, func.count())
             .where(Call.received_at >= since, _calls_scope(access))
             .group_by(bucket)
@@ -81,20 +83,19 @@ def build(access: Access, timezone: str) -> Dashboard:
     board.funnel = [
         (
             "Missed calls",
-            db.session.scalar(select(func.count()).select_from(Call).where(calls_in_scope)) or 0,
+            reads.scalar(select(func.count()).select_from(Call).where(calls_in_scope)) or 0,
         ),
         (
             "Unique callers",
-            db.session.scalar(select(func.count(func.distinct(Call.caller))).where(calls_in_scope))
-            or 0,
+            reads.scalar(select(func.count(func.distinct(Call.caller))).where(calls_in_scope)) or 0,
         ),
         (
             "Volunteers",
-            db.session.scalar(select(func.count()).select_from(Volunteer).where(scope)) or 0,
+            reads.scalar(select(func.count()).select_from(Volunteer).where(scope)) or 0,
         ),
         (
             "SMS sent",
-            db.session.scalar(
+            reads.scalar(
                 select(func.count())
                 .select_from(Message)
                 .where(in_scope_messages, Message.status.in_(sent_states))
@@ -103,7 +104,7 @@ def build(access: Access, timezone: str) -> Dashboard:
         ),
         (
             "Delivered",
-            db.session.scalar(
+            reads.scalar(
                 select(func.count())
                 .select_from(Message)
                 .where(in_scope_messages, Message.status == MessageStatus.DELIVERED)
@@ -112,7 +113,7 @@ def build(access: Access, timezone: str) -> Dashboard:
         ),
         (
             "Opted out",
-            db.session.scalar(
+            reads.scalar(
                 select(func.count())
                 .select_from(Volunteer)
                 .where(scope, Volunteer.status == VolunteerStatus.OPTED_OUT)
@@ -123,7 +124,7 @@ def build(access: Access, timezone: str) -> Dashboard:
     place = func.coalesce(Volunteer.state, "(unknown)")
     board.by_state = [
         (s, n)
-        for s, n in db.session.execute(
+        for s, n in reads.execute(
             select(place, func.count())
             .where(scope)
             .group_by(place)
@@ -134,7 +135,7 @@ def build(access: Access, timezone: str) -> Dashboard:
     district = func.coalesce(Volunteer.district, "(unknown)")
     board.by_district = [
         (f"{d} ({s})", n)
-        for s, d, n in db.session.execute(
+        for s, d, n in reads.execute(
             select(place, district, func.count())
             .where(scope)
             .group_by(place, district)
@@ -142,7 +143,7 @@ def build(access: Access, timezone: str) -> Dashboard:
             .limit(20)
         )
     ]
-    rows = db.session.execute(
+    rows = reads.execute(
         select(Campaign.slug, Campaign.name, Subscription.status, func.count())
         .join(Subscription, Subscription.campaign_id == Campaign.id)
         .join(Volunteer, Volunteer.id == Subscription.volunteer_id)
@@ -159,7 +160,7 @@ def build(access: Access, timezone: str) -> Dashboard:
     if access.is_admin:
         board.unrouted = [
             (called or "(none)", n)
-            for called, n in db.session.execute(
+            for called, n in reads.execute(
                 select(Call.called, func.count())
                 .where(Call.outcome == CallOutcome.UNROUTED)
                 .group_by(Call.called)
@@ -173,5 +174,5 @@ def build(access: Access, timezone: str) -> Dashboard:
 def _campaign_visible(access: Access, slug: str) -> bool:
     if access.campaign_ids is None:
         return True
-    campaign_id = db.session.scalar(select(Campaign.id).where(Campaign.slug == slug))
+    campaign_id = reads.scalar(select(Campaign.id).where(Campaign.slug == slug))
     return campaign_id is not None and campaign_id in access.campaign_ids

@@ -14,7 +14,7 @@ from sqlalchemy import select, tuple_
 from signup import clock
 from signup.admin.access import Access
 from signup.admin.models import AuditEntry
-from signup.database import EPOCH, last_call_sort_key
+from signup.database import EPOCH, last_call_sort_key, reads
 
 __all__ = [
     "Access",
@@ -89,7 +89,10 @@ def list_page(
     cursor: str | None = None,
     size: int = PAGE_SIZE,
 ) -> Page:
-    """A page of volunteers, newest first by default, by keyset (fast on any deep page)."""
+    """A page of volunteers, newest first by default, by keyset (fast on any deep page).
+
+    Read from the replica when one is configured (signup.database.reads).
+    """
     if sort not in SORTS:
         raise ValidationError(f"sort must be one of {', '.join(SORTS)}")
     query = select(*LIST_COLUMNS).where(filters.condition())
@@ -109,7 +112,7 @@ def list_page(
             query = query.where(
                 tuple_(last_call, Volunteer.id) < tuple_(datetime.fromisoformat(at), int(last_id))
             )
-    rows = list(db.session.execute(query.limit(size + 1)))
+    rows = list(reads.execute(query.limit(size + 1)))
     more = len(rows) > size
     rows = rows[:size]
     next_cursor = None
@@ -120,7 +123,8 @@ def list_page(
             if sort != "last_call"
             else _encode((last.last_call_at or EPOCH).isoformat(), last.id)
         )
-    return Page(rows, campaign_slugs([r.id for r in rows]) if rows else {}, next_cursor)
+    slugs = campaign_slugs([r.id for r in rows], reads.execute) if rows else {}
+    return Page(rows, slugs, next_cursor)
 
 
 @dataclass(slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any, Protocol
@@ -119,10 +119,15 @@ def _when(value: datetime | None, zone: ZoneInfo) -> str:
     return value.astimezone(zone).isoformat(timespec="seconds") if value else ""
 
 
-def campaign_slugs(volunteer_ids: list[int]) -> dict[int, list[str]]:
-    """Each volunteer's campaign slugs, sorted, for one batch of volunteers."""
+def campaign_slugs(
+    volunteer_ids: list[int], execute: Callable[[Any], Any] | None = None
+) -> dict[int, list[str]]:
+    """Each volunteer's campaign slugs, sorted, for one batch of volunteers.
+
+    `execute` runs the query (the admin list passes the replica's); the session's by default.
+    """
     slugs: dict[int, list[str]] = defaultdict(list)
-    rows = db.session.execute(
+    rows = (execute or db.session.execute)(
         select(Subscription.volunteer_id, Campaign.slug)
         .join(Campaign, Campaign.id == Subscription.campaign_id)
         .where(id_in(Subscription.volunteer_id, volunteer_ids))
