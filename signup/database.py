@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,9 +23,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import OperationalError
 
 from signup.config import REPLICA_BIND
 from signup.extensions import db
+from signup.logs import event
+
+log = logging.getLogger(__name__)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -147,24 +153,51 @@ class _Reads:
     They go to the read replica when DATABASE_REPLICA_URL is set (the session's connection to
     that engine), else to the primary like everything else. What an admin just changed, and
     every write, stays on the primary: the volunteer page, actions, imports, the audit log.
+    A replica that fails (down, or a query cancelled by its recovery) is skipped for
+    REPLICA_RETRY_SECONDS and the read goes to the primary: the session is rolled back first,
+    so use these only in requests that have nothing of their own to commit.
     """
 
-    @staticmethod
-    def _bind() -> dict[str, Any] | None:
+    def __init__(self) -> None:
+        self._down_until: dict[int, float] = {}
+
+    def _bind(self) -> Any:
         engine = db.engines.get(REPLICA_BIND)
-        return {"bind": engine} if engine is not None else None
+        if engine is None or self._down_until.get(id(engine), 0.0) > time.monotonic():
+            return None
+        return engine
+
+    def _run(self, method: str, statement: Any) -> Any:
+        run = getattr(db.session, method)
+        engine = self._bind()
+        if engine is None:
+            return run(statement)
+        try:
+            return run(statement, bind_arguments={"bind": engine})
+        except OperationalError as exc:
+            db.session.rollback()
+            self._down_until[id(engine)] = time.monotonic() + REPLICA_RETRY_SECONDS
+            event(
+                log,
+                logging.WARNING,
+                "replica.unavailable",
+                error=type(exc.orig).__name__,
+                retry_in=REPLICA_RETRY_SECONDS,
+            )
+            return run(statement)
 
     def execute(self, statement: Any) -> Any:
         """Session.execute on the replica (or the primary)."""
-        return db.session.execute(statement, bind_arguments=self._bind())
+        return self._run("execute", statement)
 
     def scalar(self, statement: Any) -> Any:
         """Session.scalar on the replica (or the primary)."""
-        return db.session.scalar(statement, bind_arguments=self._bind())
+        return self._run("scalar", statement)
 
     def scalars(self, statement: Any) -> Any:
         """Session.scalars on the replica (or the primary)."""
-        return db.session.scalars(statement, bind_arguments=self._bind())
+        return self._run("scalars", statement)
 
 
+REPLICA_RETRY_SECONDS = 30.0
 reads = _Reads()

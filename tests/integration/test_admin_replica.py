@@ -6,6 +6,7 @@ volunteer the primary lacks and lacks the primary's, so each page shows which on
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import psycopg
@@ -111,3 +112,22 @@ def test_reads_use_the_replica_engine_only_when_configured(split_app: Flask, app
 def test_a_replica_needs_postgresql() -> None:
     with pytest.raises(ConfigError):
         create_app(base_config(DATABASE_REPLICA_URL="sqlite:///replica.sqlite3"))
+
+
+def test_a_replica_that_is_down_is_skipped_for_a_while(
+    app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Reads fall back to the primary, and the dead replica is not dialled on every read."""
+    dead = make_url(DATABASE_URL).set(port=1).render_as_string(hide_password=False)
+    down = create_app(base_config(DATABASE_REPLICA_URL=dead))
+    with down.app_context(), caplog.at_level(logging.WARNING):
+        db.session.add(Volunteer(phone=ON_PRIMARY))
+        db.session.flush()
+        assert reads.scalar(select(func.count()).select_from(Volunteer)) == 0  # rolled back
+        db.session.add(Volunteer(phone=ON_PRIMARY))
+        db.session.flush()
+        assert set(reads.scalars(select(Volunteer.phone))) == {ON_PRIMARY}
+        db.session.rollback()
+        for engine in db.engines.values():
+            engine.dispose()
+    assert [r.getMessage() for r in caplog.records].count("replica.unavailable") == 1
