@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl
 
 from flask import Flask, Request, current_app, has_app_context
 from werkzeug.datastructures import ImmutableMultiDict
-from werkzeug.exceptions import InternalServerError
+from werkzeug.exceptions import InternalServerError, SecurityError
 
 from signup import logcontext, logs
 from signup.calls import webhooks
@@ -103,7 +103,7 @@ class WebhookFastPath:
         started = time.perf_counter()
         request: Request = self._app.request_class(environ)
         route = match(request.method, request.path)
-        if route is None:
+        if route is None or not self._host_trusted(request):
             return self._next(environ, start_response)
         if request.method == "POST":
             parsed = read_form(environ, self._limit)
@@ -118,6 +118,18 @@ class WebhookFastPath:
             return self._answer(provider, request, started, environ, start_response, rid)
         finally:
             logs.request_id.reset(token)
+
+    def _host_trusted(self, request: Request) -> bool:
+        """Apply TRUSTED_HOSTS as Flask does; an untrusted Host goes to Flask for its 400."""
+        trusted = self._app.config.get("TRUSTED_HOSTS")
+        if trusted is None:
+            return True
+        request.trusted_hosts = trusted
+        try:
+            request.host  # noqa: B018 - werkzeug checks the Host header when it is read
+        except SecurityError:
+            return False
+        return True
 
     def _answer(
         self,

@@ -190,3 +190,17 @@ def test_an_unexpected_error_is_logged_and_answered_500(
         response = signed_post(through_the_front(app), "CA" + "6" * 32)
     assert response.status_code == 500
     assert any(r.getMessage() == "webhook.error" and r.exc_info for r in caplog.records)
+
+
+def test_trusted_hosts_apply_as_in_flask(app: Flask) -> None:
+    app.config["TRUSTED_HOSTS"] = ["signup.example.org"]
+    try:
+        params = call_params("CA" + "7" * 32, "+919911278181", "+918047259725")
+        headers = {"X-Twilio-Signature": sign(PATH, params), "Host": "evil.example.net"}
+        fast = through_the_front(app).post(PATH, data=params, headers=headers)
+        slow = flask_only(app).post(PATH, data=params, headers=headers)
+        assert fast.status_code == slow.status_code == 400
+        headers["Host"] = "signup.example.org"
+        assert through_the_front(app).post(PATH, data=params, headers=headers).status_code == 200
+    finally:
+        app.config["TRUSTED_HOSTS"] = None
