@@ -45,5 +45,5 @@ EXPOSE 8000
 
 # The web process. docker-compose.yml spells out the same command and overrides it for the
 # worker, beat and migrate services.
-CMD ["gunicorn", "--bind=0.0.0.0:8000", "--workers=2", "--worker-class=gthread", "--threads=4", \
+CMD ["gunicorn", "--bind=0.0.0.0:8000", "--workers=2", "--worker-class=gevent", "--worker-connections=1000", \
      "--timeout=30", "--access-logfile=-", "--worker-tmp-dir=/dev/shm", "signup:create_app()"]

@@ -747,12 +747,14 @@ class Options:
     def gunicorn_flags(self) -> list[str]:
         """The flags both servers get."""
         flags = ["--workers", str(self.workers), "--worker-class", self.worker_class]
-        if self.worker_class == "gthread":
+        if self.worker_class in ("gthread", "gevent"):
             # Keep-alive connections stay with the worker that accepted them: without a cap
             # one worker often takes nearly all of them and the other core idles. The cap
             # leaves room for `threads` more, so no answer is forced to close the connection.
             share = math.ceil(self.connections / self.workers) + self.threads
-            flags += ["--threads", str(self.threads), "--worker-connections", str(share)]
+            if self.worker_class == "gthread":
+                flags += ["--threads", str(self.threads)]
+            flags += ["--worker-connections", str(share)]
         return [*flags, "--log-level", "warning"]
 
     @property
@@ -918,7 +920,12 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--connections", type=int, default=32, help="concurrent connections")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (2)")
     parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker (4)")
-    parser.add_argument("--worker-class", choices=("gthread", "sync"), default="gthread")
+    parser.add_argument(
+        "--worker-class",
+        choices=("gevent", "gthread", "sync"),
+        default="gevent",
+        help="gunicorn worker class for both servers: gevent, as deployed (docker-compose.yml)",
+    )
     parser.add_argument(
         "--client",
         choices=("auto", "wrk", "python"),

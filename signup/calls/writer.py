@@ -36,6 +36,7 @@ from psycopg.pq import ConnStatus, DiagnosticField, ExecStatus
 from sqlalchemy.engine import URL
 
 from signup.calls.models import Call
+from signup.greenlets import cooperative
 from signup.logs import event
 
 log = logging.getLogger(__name__)
@@ -217,8 +218,11 @@ class CallWriter:
         ).encode()
         for attempt in (1, 2):
             conn = self._connection()
-            result = conn.pgconn.exec_prepared(_STATEMENT, [payload])
-            if result.status == ExecStatus.TUPLES_OK:
+            try:
+                result = _exec_prepared(conn.pgconn, _STATEMENT, [payload], self._timeout)
+            except psycopg.OperationalError:
+                result = None  # the connection broke under the cooperative path
+            if result is not None and result.status == ExecStatus.TUPLES_OK:
                 return {
                     (
                         (result.get_value(i, 0) or b"").decode(),
@@ -226,7 +230,7 @@ class CallWriter:
                     )
                     for i in range(result.ntuples)
                 }
-            if conn.pgconn.status == ConnStatus.OK:
+            if result is not None and conn.pgconn.status == ConnStatus.OK:
                 raise _error(result)  # a statement error: the connection itself is fine
             self._discard()
             event(log, logging.WARNING, "call_writer.reconnect", attempt=attempt)
@@ -250,6 +254,38 @@ class CallWriter:
         if self._conn is not None:
             self._conn.close()
         self._conn = None
+
+
+def _exec_prepared(
+    pgconn: psycopg.pq.abc.PGconn, name: bytes, params: list[bytes], timeout: float
+) -> psycopg.pq.abc.PGresult:
+    """PQexecPrepared, or under gevent the same without blocking the worker's other requests.
+
+    gevent's worker runs every request of a process on one thread: libpq's blocking call would
+    stall them all for the round trip, so there the query is sent and its answer awaited on
+    the socket through gevent's select. With threads, one blocking call releases the GIL once.
+    """
+    if not cooperative():
+        return pgconn.exec_prepared(name, params)
+    from gevent.socket import wait_read, wait_write
+
+    lost = psycopg.OperationalError("the database did not answer in time")
+    pgconn.send_query_prepared(name, params)
+    while pgconn.flush():
+        wait_write(pgconn.socket, timeout, lost)
+    result = None
+    while True:
+        pgconn.consume_input()
+        if pgconn.is_busy():
+            wait_read(pgconn.socket, timeout, lost)
+            continue
+        got = pgconn.get_result()
+        if got is None:
+            break
+        result = got
+    if result is None:
+        raise psycopg.OperationalError("the connection to the database was lost")
+    return result
 
 
 def _error(result: psycopg.pq.abc.PGresult) -> psycopg.Error:

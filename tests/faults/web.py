@@ -31,7 +31,7 @@ def free_port() -> int:
 def served(
     database_url: str, redis_url: str, folder: Path, **settings: str
 ) -> Iterator[tuple[str, Path]]:
-    """gunicorn (2 gthread workers) on a free port; yields its base URL and its log file."""
+    """gunicorn as deployed (2 gevent workers) on a free port; yields its URL and its log."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {
@@ -56,9 +56,9 @@ def served(
             "-w",
             "2",
             "-k",
-            "gthread",
-            "--threads",
-            "4",
+            "gevent",
+            "--worker-connections",
+            "1000",
             "--bind",
             f"127.0.0.1:{port}",
             "signup:create_app()",

@@ -218,3 +218,62 @@ def test_the_webhook_spools_when_the_writer_cannot_connect(
     finally:
         redis_client.delete(REDIS_KEY)
     assert sample("signup_webhook_calls_total", provider="twilio", outcome="spooled") == spooled + 2
+
+
+GEVENT_SCRIPT = """
+from gevent import monkey
+
+monkey.patch_all()
+
+import json
+import sys
+from functools import partial
+
+import gevent
+from sqlalchemy.engine import make_url
+
+from signup import clock
+from signup.calls import services
+from signup.calls.providers.base import InboundCall
+from signup.calls.writer import CallWriter, connect
+
+writer = CallWriter(partial(connect, make_url(sys.argv[1]), {}), services.INSERT_COLUMNS)
+warm = InboundCall("twilio", "CA-warm", "+919911278181", "+918047259725")
+writer.record(services.call_row(warm, clock.now()))  # connected: only the INSERT can yield now
+sizes = []
+write = writer._write
+writer._write = lambda batch: (sizes.append(len(batch)), write(batch))[1]
+
+
+def one(i):
+    inbound = InboundCall("twilio", f"CA-g{i % 40}", "+919911278181", "+918047259725")
+    return writer.record(services.call_row(inbound, clock.now()))
+
+
+jobs = [gevent.spawn(one, i) for i in range(50)]
+gevent.joinall(jobs, timeout=30)
+print(json.dumps({"results": [job.value for job in jobs], "sizes": sizes}))
+"""
+
+
+def test_under_gevent_one_thread_still_batches_and_never_blocks(committed: Flask) -> None:
+    """gunicorn's gevent worker: the leader's round trip yields, so the others join the batch.
+
+    With libpq's blocking call every greenlet would write alone, one after another.
+    """
+    import json
+    import subprocess
+    import sys
+
+    url = db.engine.url.render_as_string(hide_password=False)
+    done = subprocess.run(
+        [sys.executable, "-c", GEVENT_SCRIPT, url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["results"].count(True) == 40 and report["results"].count(False) == 10
+    assert sum(report["sizes"]) == 50 and len(report["sizes"]) <= 3, report["sizes"]
+    assert rows() == 41

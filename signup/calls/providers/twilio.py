@@ -59,8 +59,11 @@ class _FormValues:
     __slots__ = ("_lists", "getall")
 
     def __init__(self, form: MultiDict[str, str]) -> None:
-        self._lists = dict(form.lists())
-        self.getall = self._lists.__getitem__
+        lists: dict[str, list[str]] = {}
+        for name, value in form.items(multi=True):
+            lists.setdefault(name, []).append(value)
+        self._lists = lists
+        self.getall = lists.__getitem__
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._lists)

@@ -1,0 +1,32 @@
+"""Living with gunicorn's gevent worker: keep CPU-heavy native calls off the event loop.
+
+The web tier runs every request of a process on one thread with gevent (docs/deployment.md):
+waiting on PostgreSQL, Redis or a socket lets the other requests run, but a native call that
+computes for tens of milliseconds without yielding (Argon2 on a login) would hold up every
+webhook in that process. Such calls go to gevent's pool of real threads, where the C code
+releases the GIL and the loop carries on. Without gevent they simply run here.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def cooperative() -> bool:
+    """True in a gevent-patched process (gunicorn's gevent worker)."""
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and bool(monkey.is_module_patched("threading"))
+
+
+def off_loop(function: Callable[..., T], *args: Any) -> T:
+    """Run a CPU-heavy native call on a real thread under gevent; plainly otherwise."""
+    if not cooperative():
+        return function(*args)
+    import gevent
+
+    result: T = gevent.get_hub().threadpool.apply(function, args)
+    return result
