@@ -1,0 +1,22 @@
+"""Settings gunicorn reads from its working directory (/app in the image, the repo here).
+
+Only what must hold wherever the web tier runs; the command line (Dockerfile,
+docker-compose.yml) sets the worker class, workers and bind address.
+"""
+
+from __future__ import annotations
+
+import gc
+from typing import Any
+
+
+def post_worker_init(worker: Any) -> None:
+    """Freeze what loading the app allocated, so that collections skip it.
+
+    Flask, SQLAlchemy, phonenumbers' metadata and the rest live as long as the worker. Left
+    in the collector's oldest generation, each full collection walked them all: 75-90 ms
+    with every request of the process waiting, the webhook's p99. Frozen, a collection only
+    walks what requests allocated since.
+    """
+    gc.collect()
+    gc.freeze()
