@@ -228,9 +228,9 @@ def run(
                 "-w",
                 "2",
                 "-k",
-                "gthread",
-                "--threads",
-                "8",
+                "gevent",  # as deployed (docker-compose.yml)
+                "--worker-connections",
+                "1000",
                 "--bind",
                 f"127.0.0.1:{port}",
                 "signup:create_app()",
