@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, Response, abort, request
+from flask import Blueprint, Response, abort, current_app, request
 
 from signup.calls import webhooks
 from signup.calls.providers import PROVIDERS, CallProvider
@@ -19,10 +19,11 @@ bp = Blueprint("calls", __name__)
 
 def _handle(provider: CallProvider) -> Response:
     started = time.perf_counter()
-    if not provider.verify(request):
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if not provider.verify(request, app.config):
         webhooks.refuse(provider, request, started)
         abort(403)
-    webhooks.accept(provider, request, started)
+    webhooks.accept(provider, request, started, app)
     return provider.answer().response()
 
 

@@ -11,7 +11,7 @@ import logging
 import time
 from datetime import datetime
 
-from flask import Request, current_app
+from flask import Flask, Request
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from signup import clock
@@ -25,21 +25,23 @@ from signup.phones import mask, normalise
 log = logging.getLogger(__name__)
 
 
-def accept(provider: CallProvider, request: Request, started: float) -> str:
+def accept(provider: CallProvider, request: Request, started: float, app: Flask) -> str:
     """Record a verified webhook's call (or spool it); returns the outcome for the metrics.
 
-    Needs an app context. `started` is the perf_counter() reading when the request arrived.
+    `started` is the perf_counter() reading when the request arrived. Needs an app context
+    only when the app has no CallWriter (the session records the call then).
     """
     inbound = provider.parse(request)  # never raises
     received_at = clock.now()
     try:
-        created = _record(inbound, received_at)
+        created = _record(app, inbound, received_at)
     except (SQLAlchemyError, CallNotRecordedError) as exc:
-        db.session.rollback()
-        outcome = _spool(provider.name, inbound, received_at, exc)
+        if app.extensions.get("call_writer") is None:
+            db.session.rollback()
+        outcome = _spool(app, provider.name, inbound, received_at, exc)
     else:
-        if created and current_app.config.get("RELAY_NUDGE"):
-            current_app.extensions["relay_nudger"].nudge()
+        if created and app.config.get("RELAY_NUDGE"):
+            app.extensions["relay_nudger"].nudge()
         outcome = "recorded" if created else "duplicate"
     metrics.observe(provider.name, outcome, time.perf_counter() - started)
     return outcome
@@ -60,19 +62,19 @@ def refuse(provider: CallProvider, request: Request, started: float) -> None:
     metrics.observe(provider.name, "forbidden", time.perf_counter() - started)
 
 
-def _record(inbound: InboundCall, received_at: datetime) -> bool:
+def _record(app: Flask, inbound: InboundCall, received_at: datetime) -> bool:
     """Commit the call before answering; True when it is new.
 
     With WEBHOOK_AUTOCOMMIT on PostgreSQL the process's CallWriter commits it together with
     the calls of concurrent requests (group commit). Otherwise it goes through the session,
     where a pooled connection found dead is replaced and the insert tried once more.
     """
-    writer: CallWriter | None = current_app.extensions.get("call_writer")
+    writer: CallWriter | None = app.extensions.get("call_writer")
     if writer is not None:
         return writer.record(services.call_row(inbound, received_at))
     for attempt in (1, 2):
         try:
-            if current_app.config["WEBHOOK_AUTOCOMMIT"]:
+            if app.config["WEBHOOK_AUTOCOMMIT"]:
                 # One INSERT needs no BEGIN/COMMIT round trips; it is durable when it returns.
                 db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
             created = services.record_inbound(inbound, received_at)
@@ -85,10 +87,12 @@ def _record(inbound: InboundCall, received_at: datetime) -> bool:
     raise AssertionError("unreachable")
 
 
-def _spool(provider: str, inbound: InboundCall, received_at: datetime, exc: Exception) -> str:
+def _spool(
+    app: Flask, provider: str, inbound: InboundCall, received_at: datetime, exc: Exception
+) -> str:
     """Keep a call the database did not take; returns the outcome, 'spooled' or 'lost'."""
     try:
-        where = current_app.extensions["call_spool"].put(inbound, received_at)
+        where = app.extensions["call_spool"].put(inbound, received_at)
     except OSError as spool_error:
         event(
             log,
@@ -101,7 +105,7 @@ def _spool(provider: str, inbound: InboundCall, received_at: datetime, exc: Exce
         )
         return "lost"
     if where == "file":
-        current_app.extensions["spool_replayer"].wake()
+        app.extensions["spool_replayer"].wake()
     event(
         log,
         logging.ERROR,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from flask import Request, Response
 from werkzeug.datastructures import MultiDict
@@ -68,8 +68,8 @@ class CallProvider(Protocol):
 
     name: str
 
-    def verify(self, request: Request) -> bool:
-        """True when the request really comes from the provider."""
+    def verify(self, request: Request, config: Mapping[str, Any]) -> bool:
+        """True when the request really comes from the provider (`config`: the app's)."""
         ...
 
     def parse(self, request: Request) -> InboundCall:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from flask import Request, current_app
 
@@ -32,13 +33,14 @@ def address_allowed(
     return any(address in network for network in networks)
 
 
-def verify_exotel_request(request: Request) -> bool:
+def verify_exotel_request(request: Request, config: Mapping[str, Any] | None = None) -> bool:
     """Check the path token (constant time) and the optional IP allowlist."""
-    expected = current_app.config.get("EXOTEL_WEBHOOK_TOKEN")
+    settings = current_app.config if config is None else config
+    expected = settings.get("EXOTEL_WEBHOOK_TOKEN")
     given = (request.view_args or {}).get("token", "")
     if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
         return False
-    return address_allowed(request.remote_addr, current_app.config["EXOTEL_ALLOWED_NETWORKS"])
+    return address_allowed(request.remote_addr, settings["EXOTEL_ALLOWED_NETWORKS"])
 
 
 def unquote(value: str) -> str:
@@ -51,9 +53,9 @@ class ExotelCalls:
 
     name = "exotel"
 
-    def verify(self, request: Request) -> bool:
+    def verify(self, request: Request, config: Mapping[str, Any]) -> bool:
         """True when the path token matches and the address is allowed."""
-        return verify_exotel_request(request)
+        return verify_exotel_request(request, config)
 
     def parse(self, request: Request) -> InboundCall:
         """Read CallSid and CallFrom/CallTo (older accounts: From/To)."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import hmac
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 from urllib.parse import urlparse
 
 from flask import Request, current_app
@@ -87,13 +88,14 @@ def signature_matches(token: str, url: str, params: MultiDict[str, str], signatu
     )
 
 
-def verify_twilio_request(request: Request) -> bool:
+def verify_twilio_request(request: Request, config: Mapping[str, Any] | None = None) -> bool:
     """Check X-Twilio-Signature with twilio's algorithm over the form parameters."""
-    token = current_app.config.get("TWILIO_AUTH_TOKEN")
+    settings = current_app.config if config is None else config
+    token = settings.get("TWILIO_AUTH_TOKEN")
     signature = request.headers.get("X-Twilio-Signature", "")
     if not token or not signature:
         return False
-    url = signed_url(request, current_app.config.get("PUBLIC_BASE_URL"))
+    url = signed_url(request, settings.get("PUBLIC_BASE_URL"))
     return signature_matches(token, url, request.form, signature)
 
 
@@ -102,9 +104,9 @@ class TwilioCalls:
 
     name = "twilio"
 
-    def verify(self, request: Request) -> bool:
+    def verify(self, request: Request, config: Mapping[str, Any]) -> bool:
         """True when the Twilio signature matches."""
-        return verify_twilio_request(request)
+        return verify_twilio_request(request, config)
 
     def parse(self, request: Request) -> InboundCall:
         """Read CallSid, From and To (or their legacy Caller/Called mirrors)."""
