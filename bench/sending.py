@@ -102,7 +102,8 @@ def seed(count: int, batch: int) -> list[int]:
     )
     app = create_app()
     with app.app_context():
-        campaign = campaigns.create_campaign(slug="bench", name="Bench Abhiyan", number=NUMBER)
+        settings = campaigns.CampaignSettings(name="Bench Abhiyan", number=NUMBER)
+        campaign = campaigns.create_campaign(slug="bench", settings=settings)
         db.session.flush()
         now = clock.now()
         phones = [f"+9197{n:08d}" for n in range(count)]

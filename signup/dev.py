@@ -104,9 +104,10 @@ def serve(host: str, port: int, demo: bool) -> None:
 
     upgrade()
     if demo and not campaigns.list_campaigns():
-        campaigns.create_campaign(
-            slug="demo", name="Demo Abhiyan", number=DEMO_NUMBER, optout_number=DEMO_OPTOUT_NUMBER
+        settings = campaigns.CampaignSettings(
+            name="Demo Abhiyan", number=DEMO_NUMBER, optout_number=DEMO_OPTOUT_NUMBER
         )
+        campaigns.create_campaign(slug="demo", settings=settings)
         db.session.commit()
     worker = subprocess.Popen(  # noqa: S603 - our own fixed command line
         [

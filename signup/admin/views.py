@@ -462,20 +462,9 @@ def user_update(user_id: int) -> BaseResponse:
     return redirect(url_for("admin.users"))
 
 
-CAMPAIGN_FIELDS = (
-    "name",
-    "number",
-    "optout_number",
-    "language",
-    "sms_text",
-    "optout_text",
-    "help_text",
-    "quiet_hours",
-)
-
-
 def _campaign_values() -> dict[str, str | None]:
-    return {key: (request.form.get(key) or "").strip() or None for key in CAMPAIGN_FIELDS}
+    """The campaign settings in the form; an empty field is None (cleared, or the default)."""
+    return {key: (request.form.get(key) or "").strip() or None for key in campaigns.SETTINGS}
 
 
 @bp.route("/campaigns", methods=["GET", "POST"])
@@ -489,16 +478,10 @@ def campaigns_page() -> BaseResponse | str | tuple[str, int]:
             abort(400)
         values = _campaign_values()
         try:
+            given = {key: value for key, value in values.items() if value is not None}
             created = campaigns.create_campaign(
                 slug=request.form.get("slug", ""),
-                name=values["name"] or "",
-                number=values["number"] or "",
-                optout_number=values["optout_number"],
-                language=values["language"] or "en",
-                sms_text=values["sms_text"],
-                optout_text=values["optout_text"],
-                help_text=values["help_text"],
-                quiet_hours=values["quiet_hours"],
+                settings=campaigns.CampaignSettings(**{"name": "", "number": "", **given}),
             )
             services.audit(auth.current_access(), "campaign_create", {"campaign": created.slug})
             db.session.commit()

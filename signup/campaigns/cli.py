@@ -95,30 +95,10 @@ def campaign() -> None:
 @click.option("--optout-number", default=None, help="A second number that opts callers out.")
 @click.option("--language", type=click.Choice(texts.LANGUAGES), default="en", show_default=True)
 @_text_options
-def create(
-    slug: str,
-    name: str,
-    number: str,
-    optout_number: str | None,
-    language: str,
-    sms_text: str | None,
-    optout_text: str | None,
-    help_text: str | None,
-    quiet_hours: str | None,
-) -> None:
+def create(slug: str, **settings: Any) -> None:
     """Create a campaign that owns a published number."""
     created = _save(
-        lambda: services.create_campaign(
-            slug=slug,
-            name=name,
-            number=number,
-            optout_number=optout_number,
-            language=language,
-            sms_text=sms_text,
-            optout_text=optout_text,
-            help_text=help_text,
-            quiet_hours=quiet_hours,
-        )
+        lambda: services.create_campaign(slug=slug, settings=services.CampaignSettings(**settings))
     )
     click.echo(
         f"created campaign {created.slug}: number {created.number}"

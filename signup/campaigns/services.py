@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 
 from sqlalchemy import func, or_, select
@@ -100,18 +100,29 @@ def _record_notice(campaign: Campaign) -> None:
     db.session.flush()
 
 
-def create_campaign(
-    *,
-    slug: str,
-    name: str,
-    number: str,
-    optout_number: str | None = None,
-    language: str = "en",
-    sms_text: str | None = None,
-    optout_text: str | None = None,
-    help_text: str | None = None,
-    quiet_hours: str | None = None,
-) -> Campaign:
+@dataclass(frozen=True, slots=True)
+class CampaignSettings:
+    """What an organiser sets on a campaign, everything but its slug (checked by _apply)."""
+
+    name: str
+    number: str
+    optout_number: str | None = None
+    language: str = "en"
+    sms_text: str | None = None
+    optout_text: str | None = None
+    help_text: str | None = None
+    quiet_hours: str | None = None
+
+    @classmethod
+    def of(cls, campaign: Campaign) -> CampaignSettings:
+        """A campaign's current settings."""
+        return cls(**{name: getattr(campaign, name) for name in SETTINGS})
+
+
+SETTINGS = tuple(f.name for f in fields(CampaignSettings))
+
+
+def create_campaign(*, slug: str, settings: CampaignSettings) -> Campaign:
     """Validate and add a campaign; raises ValidationError with one clear line."""
     slug = slug.strip().lower()
     if not SLUG_RE.match(slug):
@@ -119,17 +130,7 @@ def create_campaign(
     if db.session.scalar(select(Campaign.id).where(Campaign.slug == slug)) is not None:
         raise ValidationError(f"a campaign with slug '{slug}' already exists")
     campaign = Campaign(slug=slug, notice_version=1)
-    _apply(
-        campaign,
-        name=name,
-        number=number,
-        optout_number=optout_number,
-        language=language,
-        sms_text=sms_text,
-        optout_text=optout_text,
-        help_text=help_text,
-        quiet_hours=quiet_hours,
-    )
+    _apply(campaign, settings)
     db.session.add(campaign)
     db.session.flush()
     _record_notice(campaign)
@@ -138,59 +139,35 @@ def create_campaign(
 
 def update_campaign(campaign: Campaign, **changes: object) -> Campaign:
     """Change some of a campaign's settings; the notice version moves when its text does."""
-    current = {
-        "name": campaign.name,
-        "number": campaign.number,
-        "optout_number": campaign.optout_number,
-        "language": campaign.language,
-        "sms_text": campaign.sms_text,
-        "optout_text": campaign.optout_text,
-        "help_text": campaign.help_text,
-        "quiet_hours": campaign.quiet_hours,
-    }
-    unknown = set(changes) - set(current)
+    unknown = set(changes) - set(SETTINGS)
     if unknown:
         raise ValidationError(f"cannot change {sorted(unknown)}")
-    merged = {
-        k: (changes[k] if k in changes and changes[k] is not UNSET else v)
-        for k, v in current.items()
-    }
-    _apply(campaign, **merged)  # type: ignore[arg-type]
+    given = {k: v for k, v in changes.items() if v is not UNSET}
+    _apply(campaign, replace(CampaignSettings.of(campaign), **given))  # type: ignore[arg-type]
     db.session.flush()
     _record_notice(campaign)
     return campaign
 
 
-def _apply(
-    campaign: Campaign,
-    *,
-    name: str,
-    number: str,
-    optout_number: str | None,
-    language: str,
-    sms_text: str | None,
-    optout_text: str | None,
-    help_text: str | None,
-    quiet_hours: str | None,
-) -> None:
-    name = name.strip()
+def _apply(campaign: Campaign, settings: CampaignSettings) -> None:
+    name = (settings.name or "").strip()
     if not name or len(name) > 120:
         raise ValidationError("name must be 1-120 characters")
-    if language not in texts.LANGUAGES:
+    if settings.language not in texts.LANGUAGES:
         raise ValidationError(f"language must be one of {', '.join(texts.LANGUAGES)}")
-    main = _number(number, "number")
-    optout = _number(optout_number, "opt-out number") if optout_number else None
+    main = _number(settings.number or "", "number")
+    optout = _number(settings.optout_number, "opt-out number") if settings.optout_number else None
     if optout == main:
         raise ValidationError("the opt-out number must differ from the campaign number")
     _ensure_number_free(main, "number", campaign.id)
     if optout:
         _ensure_number_free(optout, "opt-out number", campaign.id)
     campaign.name, campaign.number, campaign.optout_number = name, main, optout
-    campaign.language = language
-    campaign.sms_text = sms_text or None
-    campaign.optout_text = optout_text or None
-    campaign.help_text = help_text or None
-    campaign.quiet_hours = quiet_hours or None
+    campaign.language = settings.language
+    campaign.sms_text = settings.sms_text or None
+    campaign.optout_text = settings.optout_text or None
+    campaign.help_text = settings.help_text or None
+    campaign.quiet_hours = settings.quiet_hours or None
     _check_texts(campaign)
 
 

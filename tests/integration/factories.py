@@ -20,13 +20,10 @@ def campaign(
     slug: str = "jan", number: str = NUMBER, optout: str | None = OPTOUT, **kw: str
 ) -> Campaign:
     """A campaign created through the service."""
-    return campaigns.create_campaign(
-        slug=slug,
-        name=kw.pop("name", "Jan Seva Abhiyan"),
-        number=number,
-        optout_number=optout,
-        **kw,
+    settings = campaigns.CampaignSettings(
+        name=kw.pop("name", "Jan Seva Abhiyan"), number=number, optout_number=optout, **kw
     )
+    return campaigns.create_campaign(slug=slug, settings=settings)
 
 
 def inbound(from_: str, to: str = NUMBER, sid: str | None = None) -> Call:
