@@ -20,7 +20,7 @@ import re
 import time
 from collections.abc import Iterable
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from flask import Flask, Request, current_app, has_app_context
@@ -30,7 +30,7 @@ from werkzeug.exceptions import InternalServerError, SecurityError
 from signup import logcontext, logs
 from signup.calls import webhooks
 from signup.calls.providers import PROVIDERS, CallProvider
-from signup.security import security_header_items
+from signup.security import security_header_items, serves_https
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -56,8 +56,8 @@ def match(method: str, path: str) -> tuple[str, dict[str, str]] | None:
     return None
 
 
-def read_form(environ: WSGIEnvironment, limit: int | None) -> tuple[bytes, Any] | None:
-    """The body and its fields, parsed as werkzeug would; None when Flask should see it.
+def read_form(environ: WSGIEnvironment, limit: int | None) -> ImmutableMultiDict[str, str] | None:
+    """The body's fields, parsed as werkzeug would; None when Flask should see it.
 
     Only a form-encoded body with a Content-Length within `limit` that arrives whole and is
     UTF-8 is parsed here. The body read is put back for Flask either way.
@@ -78,7 +78,7 @@ def read_form(environ: WSGIEnvironment, limit: int | None) -> tuple[bytes, Any] 
         text = body.decode()
     except UnicodeDecodeError:
         return None
-    return body, ImmutableMultiDict(parse_form(text))
+    return ImmutableMultiDict(parse_form(text))
 
 
 def parse_form(text: str) -> dict[str, list[str]]:
@@ -114,11 +114,7 @@ class WebhookFastPath:
         self._app = app
         self._next = wsgi_app
         self._limit: int | None = app.config.get("MAX_CONTENT_LENGTH")
-        public = app.config.get("PUBLIC_BASE_URL") or ""
-        self._headers = {
-            https: security_header_items(https=https or public.startswith("https://"), admin=False)
-            for https in (False, True)
-        }
+        self._public: str | None = app.config.get("PUBLIC_BASE_URL")
         self._answers: dict[tuple[str, bool], tuple[str, list[tuple[str, str]], bytes]] = {}
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -131,10 +127,10 @@ class WebhookFastPath:
         if route is None or not self._host_trusted(request):
             return self._next(environ, start_response)
         if request.method == "POST":
-            parsed = read_form(environ, self._limit)
-            if parsed is None:
+            form = read_form(environ, self._limit)
+            if form is None:
                 return self._next(environ, start_response)
-            request.form = parsed[1]
+            request.form = form
         provider = PROVIDERS[route[0]]
         request.view_args = route[1]
         rid = logcontext.incoming_id(environ.get("HTTP_X_REQUEST_ID"))
@@ -193,7 +189,8 @@ class WebhookFastPath:
                 context.pop()
         if not verified:
             return self._next(environ, start_response)
-        status, headers, body = self._prepared(provider, request.is_secure)
+        https = serves_https(request, self._public)
+        status, headers, body = self._prepared(provider, https)
         start_response(status, [*headers, ("X-Request-Id", rid)])
         return [body]
 
@@ -208,7 +205,7 @@ class WebhookFastPath:
             headers = [
                 ("Content-Type", answer.content_type),
                 ("Content-Length", str(len(answer.body))),
-                *self._headers[https],
+                *security_header_items(https=https, admin=False),
             ]
             status = f"{answer.status} {HTTPStatus(answer.status).phrase}"
             prepared = self._answers[key] = (status, headers, answer.body)
