@@ -263,7 +263,8 @@ def _exec_prepared(
 
     gevent's worker runs every request of a process on one thread: libpq's blocking call would
     stall them all for the round trip, so there the query is sent and its answer awaited on
-    the socket through gevent's select. With threads, one blocking call releases the GIL once.
+    the socket through gevent (wait_read/wait_write, with the writer's timeout). With threads,
+    one blocking call releases the GIL once.
     """
     if not cooperative():
         return pgconn.exec_prepared(name, params)
