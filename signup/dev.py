@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import click
-import requests
 from flask import current_app
 from twilio.request_validator import RequestValidator
 from werkzeug.serving import run_simple
@@ -79,6 +78,8 @@ def simulate_call(from_number: str, to_number: str | None, base_url: str) -> Non
         from_number, to, config.get("TWILIO_ACCOUNT_SID") or "AC" + "0" * 32
     )
     signature = RequestValidator(token).compute_signature(signed_base + path, params)
+    import requests  # here: every process registers this command, few run it (~5 MB)
+
     try:
         response = requests.post(
             base_url.rstrip("/") + path,

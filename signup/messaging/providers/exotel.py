@@ -5,38 +5,29 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import requests
-
 from signup.messaging import segments
 from signup.messaging.models import MessageStatus
-from signup.messaging.providers.base import (
-    OutboundSms,
-    SendError,
-    SendResult,
-    callback_url,
-    http_session,
-    network_error,
-    retry_after,
-)
+from signup.messaging.providers.base import OutboundSms, SendError, SendResult, callback_url
+from signup.messaging.providers.http import Client, Reply
 
 
-def _error(response: requests.Response) -> SendError:
+def _error(reply: Reply) -> SendError:
     """Map an Exotel error answer to retry-or-not: 429 and 5xx are worth retrying."""
     code: int | None = None
-    message = response.text[:200]
+    message = reply.text[:200]
     try:
-        payload = response.json().get("RestException", {})
+        payload = reply.payload.get("RestException", {})
         message = str(payload.get("Message", message))
         raw_code = payload.get("Code")
         code = int(raw_code) if raw_code not in (None, "") else None
     except (ValueError, AttributeError, TypeError):
         pass
-    transient = response.status_code == 429 or response.status_code >= 500
+    transient = reply.status == 429 or reply.status >= 500
     return SendError(
-        f"exotel {response.status_code}: {message}"[:255],
+        f"exotel {reply.status}: {message}"[:255],
         code=code,
         transient=transient,
-        retry_after=retry_after(response) if transient else None,
+        retry_after=reply.retry_after if transient else None,
     )
 
 
@@ -58,8 +49,7 @@ class ExotelSender:
     ) -> None:
         self.account = account_sid
         self._url = f"{base_url.rstrip('/')}/v1/Accounts/{account_sid}/Sms/send.json"
-        self._session = http_session()  # shared by a sending worker's threads
-        self._session.auth = (api_key, api_token)
+        self._http = Client("exotel", (api_key, api_token))
         self._sms_type = sms_type
         self._timeout = timeout
         self._status_callback = status_callback
@@ -104,14 +94,11 @@ class ExotelSender:
             data["EncodingType"] = "unicode"
         if self._status_callback:
             data["StatusCallback"] = self._status_callback
+        reply = self._http.post(self._url, data, self._timeout)
+        if reply.status >= 400:  # as requests' `ok`: a 3xx that was not followed is read too
+            raise _error(reply)
         try:
-            response = self._session.post(self._url, data=data, timeout=self._timeout)
-        except requests.RequestException as exc:
-            raise network_error(exc, "exotel") from exc
-        if not response.ok:
-            raise _error(response)
-        try:
-            message = response.json()["SMSMessage"]
+            message = reply.payload["SMSMessage"]
             return SendResult(
                 provider_message_id=str(message["Sid"]),
                 status=str(message.get("Status") or "queued"),

@@ -11,17 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import requests
-
-from signup.messaging.providers.base import (
-    OutboundSms,
-    SendError,
-    SendResult,
-    callback_url,
-    http_session,
-    network_error,
-    retry_after,
-)
+from signup.messaging.providers.base import OutboundSms, SendError, SendResult, callback_url
+from signup.messaging.providers.http import Client, Reply
 
 TRANSIENT_CODES = frozenset({20429})
 OPTED_OUT_CODES = frozenset({21610})
@@ -40,23 +31,20 @@ def classify(status: int, code: int | None, message: str, wait: float | None = N
     )
 
 
-def error(response: requests.Response) -> SendError:
+def error(reply: Reply) -> SendError:
     """The SendError for a non-2xx answer, read as twilio-python reads it."""
     message = "Unable to create record"
-    code: int | None = response.status_code
-    try:
-        payload = response.json()
-    except ValueError:
-        payload = None
+    code: int | None = reply.status
+    payload = reply.payload
     if isinstance(payload, dict):
         if "message" in payload:
             message = f"{message}: {payload['message']}"
-        raw = payload.get("code", response.status_code)
+        raw = payload.get("code", reply.status)
         try:
             code = int(raw) if raw is not None else None
         except (TypeError, ValueError):
             code = None
-    return classify(response.status_code, code, message, retry_after(response))
+    return classify(reply.status, code, message, reply.retry_after)
 
 
 class TwilioSender:
@@ -81,9 +69,7 @@ class TwilioSender:
         if not (from_number or messaging_service_sid):
             raise ValueError("set TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID")
         self._url = f"{base_url.rstrip('/')}/{API_VERSION}/Accounts/{account_sid}/Messages.json"
-        self._session = http_session()  # requests' pool is safe to share between threads
-        self._session.auth = (account_sid, auth_token)
-        self._session.headers["Accept"] = "application/json"
+        self._http = Client("twilio", (account_sid, auth_token))
         self.timeout = timeout
         self.account = account_sid
         self._from = from_number
@@ -114,14 +100,11 @@ class TwilioSender:
             data["From"] = self._from or ""
         if self._status_callback:
             data["StatusCallback"] = self._status_callback
+        reply = self._http.post(self._url, data, self.timeout)
+        if not 200 <= reply.status < 300:
+            raise error(reply)
         try:
-            response = self._session.post(self._url, data=data, timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise network_error(exc, "twilio") from exc
-        if not 200 <= response.status_code < 300:
-            raise error(response)
-        try:
-            payload = response.json()
+            payload = reply.payload
             sid, status = payload["sid"], payload.get("status")
             if not isinstance(sid, str) or not sid:
                 raise TypeError(sid)
