@@ -125,9 +125,10 @@ def sending(data: dict[str, Any]) -> plt.Figure:
 def export(data: dict[str, Any]) -> plt.Figure:
     """Export rows a second against bare COPY baselines of the same rows, same run."""
     fig, ax = plt.subplots(figsize=(7, 3.6))
-    labels = [item["label"].replace(": ", ":\n", 1) for item in data["series"]]
-    values = [item["rows_s"] for item in data["series"]]
-    colours = [BLUE if item.get("ours") else GREY for item in data["series"]]
+    series = [item for item in data["series"] if item.get("chart", True)]
+    labels = [item["label"].replace(": ", ":\n", 1) for item in series]
+    values = [item["rows_s"] for item in series]
+    colours = [BLUE if item.get("ours") else GREY for item in series]
     _bars(ax, labels, values, colours, "")
     ax.axhline(500_000, color=RED, linestyle="--", linewidth=1, label="target 500,000 rows/s")
     ax.set_title(f"CSV export of {data['rows']:,} volunteers, rows a second", fontsize=10)
