@@ -30,9 +30,14 @@ class Reply:
     """A provider's HTTP answer: status, body, its JSON (None when it is not JSON), Retry-After."""
 
     status: int
-    text: str
+    body: bytes
     payload: Any
     retry_after: float | None
+
+    @property
+    def text(self) -> str:
+        """The body as text, for error messages (requests' own `text` guesses the charset)."""
+        return self.body.decode("utf-8", "replace")
 
 
 class Client:
@@ -59,7 +64,7 @@ class Client:
             payload = None
         return Reply(
             response.status_code,
-            response.text,
+            response.content,
             payload,
             retry_after(response.headers.get("Retry-After")),
         )
