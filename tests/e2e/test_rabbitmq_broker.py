@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -28,15 +29,9 @@ def _rabbitmq_up() -> bool:
         return sock.connect_ex(AMQP) == 0
 
 
-def count(*where: object) -> int:
+def count(model: Any, *where: object) -> int:
     db.session.remove()
-    return db.session.scalar(select(func.count()).select_from(Call).where(*where)) or 0
-
-
-def count_sent() -> int:
-    db.session.remove()
-    query = select(func.count()).select_from(Message).where(Message.status == MessageStatus.SENT)
-    return db.session.scalar(query) or 0
+    return db.session.scalar(select(func.count()).select_from(model).where(*where)) or 0
 
 
 @pytest.mark.skipif(not _rabbitmq_up(), reason="RabbitMQ is not running on 127.0.0.1:5672")
@@ -53,9 +48,10 @@ def test_calls_and_sms_flow_through_rabbitmq(
         )
         assert response.status_code == 200
     worker = start_worker(beat=True, BROKER_URL=BROKER_URL)
-    wait_for(lambda: count(Call.state == CallState.DONE) == 40, what="every call processed")
+    wait_for(lambda: count(Call, Call.state == CallState.DONE) == 40, what="every call processed")
     wait_for(lambda: len(fake_twilio.sms_requests()) == 20, timeout=60, what="one SMS per person")
     # The fake counts a request when it arrives; the worker records the answer a moment later.
-    wait_for(lambda: count_sent() == 20, timeout=30, what="every SMS recorded as sent")
+    sent = Message.status == MessageStatus.SENT
+    wait_for(lambda: count(Message, sent) == 20, timeout=30, what="every SMS recorded as sent")
     assert sorted(r.form["To"] for r in fake_twilio.sms_requests()) == sorted(callers)
     assert "amqp://guest:**@127.0.0.1:5672//" in worker.output()  # it really used RabbitMQ
