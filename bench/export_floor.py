@@ -64,7 +64,7 @@ def copy_statements(url: str, parts: list[Bounds]) -> dict[str, list[str]]:
         try:
             connection = raw.driver_connection
             assert isinstance(connection, psycopg.Connection)
-            campaigns = pgcopy._campaigns(connection)
+            campaigns = pgcopy.campaigns_in_slug_order(connection)
             condition = VolunteerFilter().condition()
 
             def export(campaign_list: list[tuple[int, str]], bounds: Bounds) -> str:

@@ -80,7 +80,7 @@ def copy_export(condition: ColumnElement[bool], timezone: str) -> Iterator[Block
     assert isinstance(raw, psycopg.Connection)
     _settings(raw, timezone)
     query = copy_sql(
-        raw, bind.dialect, copy_query(condition, _campaigns(raw), timezone, None, None)
+        raw, bind.dialect, copy_query(condition, campaigns_in_slug_order(raw), timezone, None, None)
     )
     yield from read_copy(raw, query, None)
 
@@ -127,7 +127,7 @@ def _parallel(engine: Engine, condition: ColumnElement[bool], timezone: str) -> 
         assert snapshot is not None
         for other in raws[1:]:
             _begin(other, timezone, str(snapshot[0]))
-        campaigns = _campaigns(first)
+        campaigns = campaigns_in_slug_order(first)
         low, high = first.execute("SELECT min(id), max(id) FROM volunteers").fetchone() or (0, 0)
         queries = [
             copy_sql(first, engine.dialect, copy_query(condition, campaigns, timezone, after, upto))
@@ -298,7 +298,7 @@ def _abandon(raw: psycopg.Connection[Any]) -> None:
         pass
 
 
-def _campaigns(raw: psycopg.Connection[Any]) -> list[tuple[int, str]]:
+def campaigns_in_slug_order(raw: psycopg.Connection[Any]) -> list[tuple[int, str]]:
     """Every campaign's id and slug, in slug order (the database's collation, as elsewhere)."""
     return [
         (int(i), str(s)) for i, s in raw.execute("SELECT id, slug FROM campaigns ORDER BY slug")
