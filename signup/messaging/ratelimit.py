@@ -55,11 +55,13 @@ return {reserved, tostring(tokens)}
 """
 
 
-def _grants(wanted: int, reserved: int, tokens: float, rate: float) -> list[Grant]:
-    """The grants of one reservation: `reserved` slots spaced 1/rate apart, then refusals."""
-    return [
-        Grant(index < reserved, max(0.0, (index + 1 - tokens) / rate)) for index in range(wanted)
-    ]
+def _grants(wanted: int, reserved: int, tokens: float, rate: float, asked: float) -> list[Grant]:
+    """The grants of one reservation made at `asked`: `reserved` slots 1/rate apart, refusals."""
+    grants = []
+    for index in range(wanted):
+        wait = max(0.0, (index + 1 - tokens) / rate)
+        grants.append(Grant(index < reserved, wait, asked + wait))
+    return grants
 
 
 # A sender that starts more than this long after its slot gives the slot up and asks again, so
@@ -73,10 +75,17 @@ PACING_HEADROOM = 0.04
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """A reservation: wait `wait` seconds then send; if not reserved, try again later."""
+    """A reservation: send at `not_before` (time.monotonic()); if not reserved, retry later.
+
+    `wait` is the slot's distance from the moment the bucket was asked, and `not_before` is
+    that moment plus `wait`, measured before the request left: a reply read late (a busy
+    process) then shows as a late slot, which the sender gives up, instead of moving every
+    slot of the batch later, where they would overlap the next reservation's slots.
+    """
 
     reserved: bool
     wait: float
+    not_before: float
 
 
 def _measured(key: str, grants: list[Grant]) -> list[Grant]:
@@ -126,10 +135,11 @@ class RedisRateLimiter:
         """Reserve up to `count` slots in one round trip; the rest are refused with their wait."""
         if count <= 0:
             return []
+        asked = time.monotonic()
         reserved, tokens = self._script(
             keys=[f"sms-rate:{key}"], args=[self.rate, self.burst, self.max_wait, count]
         )
-        return _measured(key, _grants(count, int(reserved), float(tokens), self.rate))
+        return _measured(key, _grants(count, int(reserved), float(tokens), self.rate, asked))
 
 
 class LocalRateLimiter:
@@ -159,7 +169,7 @@ class LocalRateLimiter:
                     break
                 reserved = need
             self._buckets[key] = (tokens - reserved, now)
-        return _measured(key, _grants(count, reserved, tokens, self.rate))
+        return _measured(key, _grants(count, reserved, tokens, self.rate, now))
 
 
 def build(redis_url: str | None, rate: float, burst: float, max_wait: float = 1.0) -> RateLimiter:

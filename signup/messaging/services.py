@@ -351,7 +351,7 @@ def _attempt(
         grant = limiter.acquire(f"{sender.name}:{sender.account}")
         if not grant.reserved:
             return Deferred(grant.wait)
-        not_before = time.monotonic() + grant.wait
+        not_before = grant.not_before
     else:
         return Deferred(0.0)
     try:
@@ -392,7 +392,6 @@ def send_claimed(
             continue
         ready.append(OutboundSms(message.id, message.to_phone, message.body, registration))
     grants = acquire_many(limiter, f"{sender.name}:{sender.account}", len(ready))
-    start = time.monotonic()
     now = clock.now()
     refused = [
         (sms.message_id, now + timedelta(seconds=grant.wait))
@@ -402,9 +401,7 @@ def send_claimed(
     if refused:
         _defer_rate_limited(refused, now)
     slots = [
-        (sms, start + grant.wait)
-        for sms, grant in zip(ready, grants, strict=True)
-        if grant.reserved
+        (sms, grant.not_before) for sms, grant in zip(ready, grants, strict=True) if grant.reserved
     ]
     db.session.commit()  # `sending` is durable before the provider is called; no connection held
     if executor is None or len(slots) < 2:

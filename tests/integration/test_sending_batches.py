@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import time
 from collections import deque
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -155,3 +157,28 @@ def test_chunks_cover_every_id_once() -> None:
     batches = chunks(ids, 50)
     assert [len(batch) for (batch,) in batches] == [50, 50, 20]
     assert [i for (batch,) in batches for i in batch] == ids
+
+
+def test_slots_count_from_when_redis_was_asked_not_from_a_late_reply(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reply read late (a busy worker) must not move the batch's slots later: they would
+    overlap the slots reserved after them and bunch above the rate."""
+    redis_client.delete("sms-rate:anchor:acct")
+    limiter = RedisRateLimiter(redis.Redis.from_url(REDIS_URL), rate=50, burst=1, max_wait=1)
+    script = limiter._script
+
+    def read_late(**kwargs: Any) -> Any:
+        answer = script(**kwargs)
+        time.sleep(0.2)
+        return answer
+
+    monkeypatch.setattr(limiter, "_script", read_late)
+    asked = time.monotonic()
+    grants = limiter.acquire_many("anchor:acct", 5)
+    assert time.monotonic() - asked >= 0.2
+    assert all(g.reserved for g in grants)
+    assert [round(g.wait, 3) for g in grants] == [0, 0.02, 0.04, 0.06, 0.08]
+    for grant in grants:
+        assert asked <= grant.not_before - grant.wait < asked + 0.05
+    redis_client.delete("sms-rate:anchor:acct")

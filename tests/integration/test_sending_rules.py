@@ -191,7 +191,7 @@ def test_a_long_rate_limit_wait_puts_the_message_back(app: Flask) -> None:
     class Full:
         def acquire(self, key: str) -> Grant:
             assert key == f"console:{app.extensions['sms_sender'].account}"
-            return Grant(reserved=False, wait=3.0)
+            return Grant(reserved=False, wait=3.0, not_before=time.monotonic() + 3.0)
 
     campaign()
     [message_id] = join().message_ids
