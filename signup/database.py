@@ -88,13 +88,18 @@ EPOCH_SQL = "'1970-01-01 00:00:00+00'::timestamptz"
 # Indexes on expressions, made by migrations and invisible to SQLAlchemy's metadata: autogenerate
 # and the models-vs-migrations test leave them alone (a test checks their definition instead).
 EXPRESSION_INDEXES = frozenset({"ix_volunteers_last_call_sort"})
+# The export's cells, generated columns that PostgreSQL writes with each volunteer row and only
+# the export reads (signup.volunteers.pgcopy); kept out of the model so no ORM query loads them.
+STORED_CELLS = frozenset({"csv_head", "csv_tail"})
 
 
 def include_object(
     obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
 ) -> bool:
-    """Alembic's filter: skip the expression indexes above."""
-    return not (type_ == "index" and name in EXPRESSION_INDEXES)
+    """Alembic's filter: skip the expression indexes and the stored export cells above."""
+    if type_ == "index":
+        return name not in EXPRESSION_INDEXES
+    return not (type_ == "column" and reflected and compare_to is None and name in STORED_CELLS)
 
 
 def last_call_sort_key(column: Any) -> ColumnElement[datetime]:

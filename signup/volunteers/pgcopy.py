@@ -11,6 +11,14 @@ Python: an ordered string_agg per volunteer, to_char and the formula-safety expr
   connection reading at most READ_AHEAD blocks ahead, so memory stays flat;
 * rows are read with libpq's own calls (one CopyData message per row) and handed on in blocks of
   about BLOCK bytes, not one Python object per row through every layer above.
+
+Most of what was left was PostgreSQL formatting the cells: times as ISO 8601 in the zone, the
+formula check and quoting of text. So each volunteer row stores its cells already formatted,
+in two generated columns that PostgreSQL writes with the row (migration d41e7c9b2a60):
+`csv_head` is `phone,name,status,` and `csv_tail` `,call_count,…,language` and a newline, in
+the zone signup_csv_zone() names. When SIGNUP_TIMEZONE is that zone, each line is csv_head,
+the campaigns cell and csv_tail joined, copied as one binary text column (a CSV COPY would
+quote the line again); in any other zone the cells are formatted at export time as before.
 """
 
 from __future__ import annotations
@@ -61,6 +69,8 @@ FAST_FROM = datetime(1970, 1, 1, tzinfo=UTC)  # times formatted without to_char:
 FAST_UNTIL = datetime(2100, 1, 1, tzinfo=UTC)  # … until
 POLL = 0.1  # seconds between checks that a reader is still wanted
 FORMULA_CODES = [ord(prefix) for prefix in FORMULA_PREFIXES]
+BINARY_HEADER = 19  # signature, flags and extension length before a binary COPY's first row
+BINARY_FRAME = 6  # field count and field length before each row's one column
 
 Block = tuple[int, bytes]  # rows in the block, the CSV bytes
 
@@ -79,10 +89,8 @@ def copy_export(condition: ColumnElement[bool], timezone: str) -> Iterator[Block
     raw = db.session.connection().connection.driver_connection
     assert isinstance(raw, psycopg.Connection)
     _settings(raw, timezone)
-    query = copy_sql(
-        raw, bind.dialect, copy_query(condition, campaigns_in_slug_order(raw), timezone, None, None)
-    )
-    yield from read_copy(raw, query, None)
+    export = Export(raw, bind.dialect, condition, timezone)
+    yield from read_copy(raw, export.sql(None, None), None, export.frame)
 
 
 def _has_written() -> bool:
@@ -127,14 +135,12 @@ def _parallel(engine: Engine, condition: ColumnElement[bool], timezone: str) -> 
         assert snapshot is not None
         for other in raws[1:]:
             _begin(other, timezone, str(snapshot[0]))
-        campaigns = campaigns_in_slug_order(first)
+        export = Export(first, engine.dialect, condition, timezone)
         low, high = first.execute("SELECT min(id), max(id) FROM volunteers").fetchone() or (0, 0)
-        queries = [
-            copy_sql(first, engine.dialect, copy_query(condition, campaigns, timezone, after, upto))
-            for after, upto in segments(low, high)
-        ]
+        queries = [export.sql(after, upto) for after, upto in segments(low, high)]
         readers = [
-            Reader(raw, queries[i :: len(raws)], stop) for i, raw in enumerate(raws[: len(queries)])
+            Reader(raw, queries[i :: len(raws)], stop, export.frame)
+            for i, raw in enumerate(raws[: len(queries)])
         ]
         for reader in readers:
             reader.start()
@@ -161,21 +167,55 @@ def segments(low: int | None, high: int | None) -> list[tuple[int | None, int | 
     return list(itertools.pairwise(bounds))
 
 
+class Export:
+    """One export's COPY statements: its filters, zone and campaigns, read once."""
+
+    def __init__(
+        self,
+        raw: psycopg.Connection[Any],
+        dialect: Dialect,
+        condition: ColumnElement[bool],
+        timezone: str,
+    ) -> None:
+        self.raw = raw
+        self.dialect = dialect
+        self.condition = condition
+        self.timezone = timezone
+        self.campaigns = campaigns_in_slug_order(raw)
+        self.stored = stored_cells_zone(raw) == timezone
+        self.frame = BINARY_FRAME if self.stored else 0  # bytes before each row's line
+
+    def sql(self, after: int | None, upto: int | None) -> bytes:
+        """The COPY of the volunteers with after < id <= upto (open ends for None)."""
+        if self.stored:
+            query = stored_query(self.condition, self.campaigns, after, upto)
+            return copy_sql(self.raw, self.dialect, query, "binary")
+        query = copy_query(self.condition, self.campaigns, self.timezone, after, upto)
+        return copy_sql(self.raw, self.dialect, query, "csv")
+
+
 class Reader(threading.Thread):
     """Runs its share of the segments' COPYs on one connection, a bounded queue ahead."""
 
-    def __init__(self, raw: psycopg.Connection[Any], queries: list[bytes], stop: threading.Event):
+    def __init__(
+        self,
+        raw: psycopg.Connection[Any],
+        queries: list[bytes],
+        stop: threading.Event,
+        frame: int = 0,
+    ) -> None:
         super().__init__(name="csv-copy", daemon=True)
         self.raw = raw
         self.queries = queries
         self.stop = stop
+        self.frame = frame
         self.blocks: queue.Queue[Block | BaseException | None] = queue.Queue(READ_AHEAD)
 
     def run(self) -> None:
         """Copy each segment into the queue, None after each one; an error goes in the queue."""
         try:
             for query in self.queries:
-                for block in read_copy(self.raw, query, self.stop):
+                for block in read_copy(self.raw, query, self.stop, self.frame):
                     self._put(block)
                 self._put(None)
         except StoppedError:
@@ -210,7 +250,7 @@ class Reader(threading.Thread):
 
 
 def read_copy(
-    raw: psycopg.Connection[Any], query: bytes, stop: threading.Event | None
+    raw: psycopg.Connection[Any], query: bytes, stop: threading.Event | None, frame: int = 0
 ) -> Iterator[Block]:
     """Run one COPY ... TO STDOUT and yield its rows in blocks of about BLOCK bytes.
 
@@ -220,6 +260,9 @@ def read_copy(
     is tracked by the garbage collector, and thousands of them held until the block is joined
     set off full collections that cost more than the reading. Abandoned half way without
     `stop`, it cancels the query and drains the connection so it can be used again.
+
+    With `frame` (a binary COPY of one non-null column), the bytes before each row's value are
+    dropped, and the header before the first; the trailer, shorter than any row, is skipped.
     """
     pgconn = raw.pgconn
     pgconn.send_query(query)
@@ -232,10 +275,15 @@ def read_copy(
         get = pgconn.get_copy_data
         block = bytearray()
         rows = 0
+        skip = frame + BINARY_HEADER if frame else 0
         while True:
             nbytes, data = get(1)
             if nbytes > 0:
-                block += data  # copied at once: a memoryview kept alive would reach the GC
+                if nbytes < skip:
+                    continue  # a binary COPY's trailer (with no rows, its header too)
+                # Copied at once: a memoryview kept alive would reach the garbage collector.
+                block += data[skip:] if skip else data
+                skip = frame
                 rows += 1
                 if len(block) >= BLOCK:
                     yield rows, bytes(block)
@@ -305,11 +353,20 @@ def campaigns_in_slug_order(raw: psycopg.Connection[Any]) -> list[tuple[int, str
     ]
 
 
-def copy_sql(raw: psycopg.Connection[Any], dialect: Dialect, query: Select[Any]) -> bytes:
-    """`COPY (query) TO STDOUT (FORMAT csv)` with its parameters merged in by psycopg."""
+def copy_sql(
+    raw: psycopg.Connection[Any], dialect: Dialect, query: Select[Any], format_: str = "csv"
+) -> bytes:
+    """`COPY (query) TO STDOUT (FORMAT format_)` with its parameters merged in by psycopg."""
     compiled = query.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
     statement = psycopg.ClientCursor(raw).mogrify(str(compiled), compiled.params)
-    return f"COPY ({statement}) TO STDOUT WITH (FORMAT csv)".encode()
+    return f"COPY ({statement}) TO STDOUT WITH (FORMAT {format_})".encode()
+
+
+def stored_cells_zone(raw: psycopg.Connection[Any]) -> str:
+    """The zone of the export cells stored on every volunteer row (the migration's)."""
+    row = raw.execute("SELECT signup_csv_zone()").fetchone()
+    assert row is not None
+    return str(row[0])
 
 
 def sql_text(column: Any) -> Any:
@@ -363,18 +420,32 @@ def offset_suffix(timezone: str) -> str | None:
     return ":00" if True in kinds else ""
 
 
-def slug_labels(slugs: Sequence[str]) -> list[str]:
-    """The formula-safe `;`-joined slug list of every non-zero bitmask over `slugs`, in order."""
-    return [
+def slug_labels(slugs: Sequence[str], quoted: bool = False) -> list[str]:
+    """The formula-safe `;`-joined slug list of every non-zero bitmask over `slugs`, in order.
+
+    `quoted`: as the csv module writes the cell (for a line built from the stored cells).
+    """
+    labels = [
         safe_cell(";".join(slug for bit, slug in enumerate(slugs) if mask >> bit & 1))
         for mask in range(1, 1 << len(slugs))
     ]
+    return [csv_quoted(label) for label in labels] if quoted else labels
+
+
+def csv_quoted(cell: str) -> str:
+    """The cell as the csv module writes it: in quotes, quotes doubled, if it needs them."""
+    if '"' in cell or "," in cell or "\n" in cell:
+        return '"' + cell.replace('"', '""') + '"'
+    return cell
 
 
 def campaigns_column(
-    campaigns: Sequence[tuple[int, str]], in_range: list[ColumnElement[bool]]
+    campaigns: Sequence[tuple[int, str]], in_range: list[ColumnElement[bool]], quoted: bool = False
 ) -> tuple[Any, Any]:
-    """Each volunteer's campaigns (a column) and the per-volunteer subquery it comes from."""
+    """Each volunteer's campaigns (a column) and the per-volunteer subquery it comes from.
+
+    `quoted`: the cell as the csv module writes it, for a line built from the stored cells.
+    """
     subscriber = Subscription.volunteer_id.label("volunteer_id")
     if len(campaigns) <= MASK_CAMPAIGNS:
         bits = case(
@@ -383,8 +454,8 @@ def campaigns_column(
         )
         masks = select(subscriber, func.bit_or(bits).label("mask")).where(*in_range)
         per_volunteer = masks.group_by(Subscription.volunteer_id).subquery()
-        labels = Grouping(literal(slug_labels([s for _, s in campaigns]), ARRAY(Text)))
-        return labels[per_volunteer.c.mask], per_volunteer
+        labels = slug_labels([s for _, s in campaigns], quoted)
+        return Grouping(literal(labels, ARRAY(Text)))[per_volunteer.c.mask], per_volunteer
     joined = func.string_agg(Campaign.slug, aggregate_order_by(literal(";"), Campaign.slug))
     slugs = (
         select(subscriber, joined.label("slugs"))
@@ -393,7 +464,44 @@ def campaigns_column(
         .group_by(Subscription.volunteer_id)
         .subquery()
     )
-    return sql_text(slugs.c.slugs), slugs
+    # signup_csv_text (migration d41e7c9b2a60) is safe_cell and the csv module's quoting.
+    cell = func.signup_csv_text(slugs.c.slugs) if quoted else sql_text(slugs.c.slugs)
+    return cell, slugs
+
+
+def id_range(
+    after: int | None, upto: int | None
+) -> tuple[list[ColumnElement[bool]], list[ColumnElement[bool]]]:
+    """after < id <= upto on volunteers, and on the subscriptions' volunteer_id."""
+    bounds: list[ColumnElement[bool]] = []
+    in_range: list[ColumnElement[bool]] = []
+    if after is not None:
+        bounds.append(Volunteer.id > after)
+        in_range.append(Subscription.volunteer_id > after)
+    if upto is not None:
+        bounds.append(Volunteer.id <= upto)
+        in_range.append(Subscription.volunteer_id <= upto)
+    return bounds, in_range
+
+
+def stored_query(
+    condition: ColumnElement[bool],
+    campaigns: Sequence[tuple[int, str]],
+    after: int | None,
+    upto: int | None,
+) -> Select[Any]:
+    """The CSV lines of volunteers with after < id <= upto, from the cells stored on each row."""
+    bounds, in_range = id_range(after, upto)
+    line: Any = literal_column("volunteers.csv_head", Text)
+    per_volunteer = None
+    if campaigns:
+        cell, per_volunteer = campaigns_column(campaigns, in_range, quoted=True)
+        line = line + func.coalesce(cell, "")
+    line = line + literal_column("volunteers.csv_tail", Text)
+    query = select(line.label("line")).select_from(Volunteer)
+    if per_volunteer is not None:
+        query = query.outerjoin(per_volunteer, per_volunteer.c.volunteer_id == Volunteer.id)
+    return query.where(condition, *bounds).order_by(Volunteer.id)
 
 
 def copy_query(
@@ -406,14 +514,7 @@ def copy_query(
     """The export of volunteers with after < id <= upto as one query whose columns are the CSV's."""
     suffix = offset_suffix(timezone)
     v = Volunteer
-    bounds: list[ColumnElement[bool]] = []
-    in_range: list[ColumnElement[bool]] = []
-    if after is not None:
-        bounds.append(v.id > after)
-        in_range.append(Subscription.volunteer_id > after)
-    if upto is not None:
-        bounds.append(v.id <= upto)
-        in_range.append(Subscription.volunteer_id <= upto)
+    bounds, in_range = id_range(after, upto)
     if campaigns:
         slugs, per_volunteer = campaigns_column(campaigns, in_range)
     else:

@@ -10,6 +10,7 @@ from click.testing import Result
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
+from sqlalchemy import text as text_sql
 
 from signup import clock
 from signup.calls import services as calls
@@ -286,6 +287,10 @@ def test_erase_removes_personal_data_and_keeps_a_keyed_hash(app: Flask) -> None:
     assert is_suppressed(MOBILE)
     text = b"".join(CsvExport(VolunteerFilter(), "UTC")).decode()
     assert "erased" not in text and MOBILE not in text
+    # The export's stored cells (generated columns) are rewritten with the row: nothing is left.
+    cells = db.session.execute(text_sql("SELECT csv_head || csv_tail FROM volunteers")).scalar()
+    assert cells is not None
+    assert MOBILE not in cells and "Asha" not in cells and "Bihar" not in cells
 
 
 def test_an_erased_person_who_calls_again_rejoins_afresh(app: Flask) -> None:

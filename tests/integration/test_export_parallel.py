@@ -139,14 +139,105 @@ def test_filters_and_scope_apply_to_every_segment(
         assert 0 < fast_rows < 60
 
 
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Kolkata"])  # cells formatted, cells stored
 def test_many_campaigns_use_the_sorted_aggregate(
-    seeded: list[int], monkeypatch: pytest.MonkeyPatch
+    seeded: list[int], zone: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(pgcopy, "MASK_CAMPAIGNS", 3)  # four campaigns: more than a bitmask takes
     monkeypatch.setattr(pgcopy, "SEGMENT", 16)
-    (fast, _), (slow, _) = both(VolunteerFilter(), "UTC", monkeypatch)
+    (fast, _), (slow, _) = both(VolunteerFilter(), zone, monkeypatch)
     assert fast == slow
     assert b"a-first;b-second;c-third;d-fourth" in fast
+
+
+@pytest.mark.parametrize(("zone", "stored"), [("Asia/Kolkata", True), ("UTC", False)])
+def test_the_stored_cells_serve_their_own_zone_only(
+    seeded: list[int], zone: str, stored: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cells on the rows are in signup_csv_zone(); another zone formats them at export."""
+    built: list[bool] = []
+    real = pgcopy.Export.sql
+
+    def spy(self: pgcopy.Export, after: int | None, upto: int | None) -> bytes:
+        built.append(self.stored)
+        return real(self, after, upto)
+
+    monkeypatch.setattr(pgcopy.Export, "sql", spy)
+    (fast, _), (slow, _) = both(VolunteerFilter(), zone, monkeypatch)
+    assert fast == slow
+    assert built and set(built) == {stored}
+
+
+HISTORY = [
+    datetime(999, 6, 1, 12, 0, tzinfo=UTC),  # local mean time, +05:53:28
+    datetime(1900, 1, 1, tzinfo=UTC),  # Madras time, +05:21:10
+    datetime(1943, 6, 1, 10, 0, 30, 123_456, tzinfo=UTC),  # war time, +06:30
+    datetime(1945, 10, 14, 17, 59, 59, tzinfo=UTC),  # the last second of +06:30
+    datetime(1945, 10, 14, 18, 0, tzinfo=UTC),  # +05:30 from here on
+    datetime(2026, 12, 31, 18, 29, 59, 999_999, tzinfo=UTC),  # New Year's Eve in India
+    datetime(9999, 12, 31, 12, 0, tzinfo=UTC),
+]
+
+
+def test_stored_cells_of_any_time_and_after_every_write(
+    committed: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Times across Asia/Kolkata's history, and cells rewritten when the row is."""
+    monkeypatch.setattr(pgcopy, "SEGMENT", 3)
+    now = datetime.now(UTC)
+    db.session.execute(
+        insert(Volunteer),
+        [
+            {
+                "phone": f"+9199113{i:05d}",
+                "name": NAMES[i % len(NAMES)],
+                "status": "active",
+                "call_count": i,
+                "first_call_at": moment,
+                "last_call_at": HISTORY[-1 - i],
+                "consent_at": moment,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for i, moment in enumerate(HISTORY)
+        ],
+    )
+    db.session.commit()
+    (fast, _), (slow, _) = both(VolunteerFilter(), "Asia/Kolkata", monkeypatch)
+    assert fast == slow
+    assert b",1900-01-01T05:21:10+05:21:10," in fast
+    assert b",1943-06-01T16:30:30+06:30," in fast
+    assert b",1945-10-14T23:30:00+05:30," in fast
+
+    db.session.execute(
+        Volunteer.__table__.update()
+        .where(Volunteer.phone == "+919911300001")
+        .values(name='=Ram, "Bhai"', call_count=41, state="Goa", opted_out_at=HISTORY[2])
+    )
+    db.session.commit()
+    (fast, _), (slow, _) = both(VolunteerFilter(), "Asia/Kolkata", monkeypatch)
+    assert fast == slow
+    assert b'+919911300001,"\'=Ram, ""Bhai""",active,,41,' in fast
+
+
+def test_the_reader_drops_a_binary_copys_framing(committed: Flask) -> None:
+    """One text column, binary: each row's value, without the header, frames or trailer."""
+    raw = db.engine.raw_connection()
+    try:
+        connection = raw.driver_connection
+        assert connection is not None
+        for count in (0, 1, 3):
+            query = (
+                b"COPY (SELECT 'line ' || g || E'\\n' FROM generate_series(1, %d) g)"
+                b" TO STDOUT (FORMAT binary)" % count
+            )
+            blocks = list(pgcopy.read_copy(connection, query, None, pgcopy.BINARY_FRAME))
+            assert sum(rows for rows, _ in blocks) == count
+            assert b"".join(block for _, block in blocks) == b"".join(
+                b"line %d\n" % g for g in range(1, count + 1)
+            )
+    finally:
+        raw.close()
 
 
 def test_an_abandoned_export_leaves_the_pool_usable(

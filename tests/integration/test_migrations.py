@@ -10,7 +10,7 @@ from flask import Flask
 from flask_migrate import downgrade, upgrade
 
 from signup import create_app
-from signup.database import EXPRESSION_INDEXES, include_object
+from signup.database import EXPRESSION_INDEXES, STORED_CELLS, include_object
 from signup.extensions import db
 from tests.helpers import base_config
 
@@ -53,3 +53,21 @@ def test_expression_indexes_exist_with_their_definition(app: Flask) -> None:
         definition
     ) and definition.endswith(", id)")
     assert "gin (name gin_trgm_ops)" in found["ix_volunteers_name_trgm"]
+
+
+def test_stored_export_cells_are_generated_columns(app: Flask) -> None:
+    """The columns the model leaves out are checked here: PostgreSQL writes them itself."""
+    from sqlalchemy import text
+
+    with app.app_context(), db.engine.connect() as conn:
+        found = dict(
+            conn.execute(
+                text(
+                    "SELECT column_name, generation_expression FROM information_schema.columns"
+                    " WHERE table_name = 'volunteers' AND is_generated = 'ALWAYS'"
+                )
+            ).all()
+        )
+    assert set(found) == STORED_CELLS
+    assert "signup_csv_text(" in found["csv_head"]
+    assert "signup_csv_tail(" in found["csv_tail"]
