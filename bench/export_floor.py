@@ -5,10 +5,11 @@ Python reading the rows): two processes at once, each copying every other segmen
 pgcopy.SEGMENT ids, as the export shares them between its two connections, output to
 /dev/null. Each round times, in the same conditions:
 
-* the export's own query (signup.volunteers.pgcopy.copy_query: campaigns from `subscriptions`,
-  formula safety, ISO times);
-* the same query without the campaigns column, so without reading `subscriptions` (the most a
-  campaigns column kept on the volunteer row could give);
+* the export's own query in Asia/Kolkata (signup.volunteers.pgcopy.stored_query: each row's
+  stored cells joined around its campaigns cell from `subscriptions`, copied as binary);
+* the export's query in a zone whose cells are not stored (pgcopy.copy_query: campaigns from
+  `subscriptions`, formula safety and ISO times formatted at export time), and the same
+  without the campaigns column, so without reading `subscriptions`;
 * the contract's thirteen columns as stored, with no expression and no join (the floor of any
   export whose CSV PostgreSQL writes);
 * `SELECT *`: every column of the table as stored.
@@ -71,9 +72,16 @@ def copy_statements(url: str, parts: list[Bounds]) -> dict[str, list[str]]:
                 query = pgcopy.copy_query(condition, campaign_list, TIMEZONE, *bounds)
                 return pgcopy.copy_sql(connection, db.engine.dialect, query).decode()
 
+            def cells(bounds: Bounds) -> str:
+                query = pgcopy.stored_query(condition, campaigns, *bounds)
+                return pgcopy.copy_sql(connection, db.engine.dialect, query, "binary").decode()
+
             return {
-                "the export's query": [export(campaigns, part) for part in parts],
-                "without the campaigns column (no `subscriptions`)": [
+                "the export's query (stored cells)": [cells(part) for part in parts],
+                "cells formatted at export (as in a zone without stored cells)": [
+                    export(campaigns, part) for part in parts
+                ],
+                "the same without the campaigns column (no `subscriptions`)": [
                     export([], part) for part in parts
                 ],
                 "the 13 columns as stored, no expression": [stored(STORED, p) for p in parts],
