@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
 import hmac
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
 
 from flask import Request, current_app
-from twilio.request_validator import RequestValidator, add_port, remove_port
+from twilio.request_validator import add_port, remove_port
 from twilio.twiml.voice_response import VoiceResponse
 from werkzeug.datastructures import MultiDict
 from werkzeug.sansio.utils import get_current_url
@@ -44,12 +46,6 @@ def request_url(scheme: str, host: str, root_path: str, path: str, query: bytes)
     return get_current_url(scheme, host, root_path, path, query)
 
 
-@functools.lru_cache(maxsize=8)
-def _validator(token: str) -> RequestValidator:
-    """One RequestValidator per auth token, not one per request."""
-    return RequestValidator(token)
-
-
 @functools.lru_cache(maxsize=256)
 def url_variants(url: str) -> tuple[str, ...]:
     """The URLs RequestValidator.validate accepts a signature over: without and with the port.
@@ -62,41 +58,56 @@ def url_variants(url: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(sorted(variants, key=lambda variant: variant != url)))
 
 
-class _FormValues:
-    """A form as RequestValidator reads it: `getall` first, each field's list as stored.
+def signed_text(url: str, params: MultiDict[str, str]) -> bytes:
+    """What Twilio signs for a form-encoded request: the URL, then each name and value, sorted.
 
-    Given a werkzeug MultiDict, RequestValidator finds no `getall`, catches AttributeError and
-    falls back to `getlist`, once per field, and getlist copies and converts. A MultiDict is a
-    dict of each field's list of values, so the dict's own look-up hands the list over as it
-    is (tests/unit/test_twilio_form.py checks that this still equals getlist).
+    RequestValidator.compute_signature's string, built without its quadratic `+=`: the names
+    sorted, each name's distinct values sorted. A MultiDict is a dict of each field's list of
+    values, read here as it is stored (tests/unit/test_twilio_form.py checks this against
+    compute_signature over arbitrary forms).
     """
-
-    __slots__ = ("_form", "getall")
-
-    def __init__(self, form: MultiDict[str, str]) -> None:
-        self._form = form
-        self.getall = functools.partial(dict.__getitem__, form)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._form)
-
-    def __len__(self) -> int:
-        return len(self._form)
+    parts = [url]
+    for name in _sorted_names(tuple(params)):
+        values = dict.__getitem__(params, name)
+        for value in values if len(values) == 1 else sorted(set(values)):
+            parts.append(name)
+            parts.append(value)
+    return "".join(parts).encode()
 
 
 def signature_matches(token: str, url: str, params: MultiDict[str, str], signature: str) -> bool:
     """RequestValidator.validate for a form-encoded request, stopping at the first match.
 
-    Accepts exactly what validate accepts (twilio's compute_signature over the URL without
-    and with its port), compared in constant time.
+    Accepts exactly what validate accepts: HMAC-SHA1 under the auth token, Base64, over the
+    URL without and with its port, compared in constant time. The HMAC keyed with the token
+    is set up once and copied for each message, where compute_signature's hmac.new sets it up
+    every time (a third of the check's cost).
     """
     given = signature.encode("utf-8", "replace")
-    validator = _validator(token)
-    values = _FormValues(params)
+    keyed = _keyed_hmac(token)
     return any(
-        hmac.compare_digest(validator.compute_signature(variant, values).encode(), given)
+        hmac.compare_digest(_signature(keyed, signed_text(variant, params)), given)
         for variant in url_variants(url)
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _sorted_names(names: tuple[str, ...]) -> list[str]:
+    """The form's field names in signing order, remembered: each webhook sends the same fields."""
+    return sorted(names)
+
+
+@functools.lru_cache(maxsize=8)
+def _keyed_hmac(token: str) -> hmac.HMAC:
+    """HMAC-SHA1 keyed with an auth token and fed nothing yet: copied for each signature."""
+    return hmac.new(token.encode(), digestmod=hashlib.sha1)
+
+
+def _signature(keyed: hmac.HMAC, text: bytes) -> bytes:
+    """The X-Twilio-Signature value for `text`: Base64 of its HMAC-SHA1."""
+    mac = keyed.copy()
+    mac.update(text)
+    return base64.b64encode(mac.digest())
 
 
 def verify_twilio_request(request: Request, config: Mapping[str, Any] | None = None) -> bool:
