@@ -120,8 +120,11 @@ def _unquote(part: str) -> str:
     """parse_qsl's decoding of one escaped name or value, remembered.
 
     A drive's webhooks repeat most escaped values (the dialled number in To and Called, the
-    caller's in From and Caller); the cache is bounded, so odd bodies only evict.
+    caller's in From and Caller); the cache is bounded, so odd bodies only evict. A number
+    in E.164 ("%2B" and digits, new with each caller) is decoded without unquote's machinery.
     """
+    if part.startswith("%2B") and part[3:].isdigit() and part[3:].isascii():
+        return "+" + part[3:]
     return unquote(part.replace("+", " "), errors="werkzeug.url_quote")
 
 

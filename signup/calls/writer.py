@@ -3,7 +3,7 @@
 Each web process keeps one autocommit connection for its webhooks. A request appends its
 `calls` row to a shared list; if no request is writing, it becomes the leader: it takes every
 row waiting (up to `max_rows`), inserts them with one
-`INSERT … SELECT … FROM json_populate_recordset(…) ON CONFLICT (provider, provider_call_id)
+`INSERT … SELECT … FROM jsonb_array_elements(…) ON CONFLICT (provider, provider_call_id)
 DO NOTHING RETURNING`, and wakes each request of the batch with its own result (created, or a
 duplicate). Rows that arrived meanwhile wait; the leader hands the lead to the first of them,
 which writes them all. Alone, a request writes its own row with no thread hand-off at all.
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -33,7 +34,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 from psycopg.pq import ConnStatus, DiagnosticField, ExecStatus
+from sqlalchemy import String
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL
+from sqlalchemy.types import TypeEngine
 
 from signup.calls.models import Call
 from signup.greenlets import cooperative
@@ -48,19 +52,30 @@ class CallNotRecordedError(Exception):
 
 
 def insert_sql(columns: Sequence[str]) -> sql.Composed:
-    """The multi-row INSERT: the rows as one JSON parameter, typed by the table's own columns.
+    """The multi-row INSERT: the rows as one JSON array of arrays, values in `columns` order.
 
     One text parameter ($1) keeps the statement prepared once and costs far less to send than
-    an array per column.
+    an array per column; rows as arrays rather than objects cost a third less to encode. Text
+    goes into the string columns uncast, so an over-long value fails as an assignment does
+    instead of being cut short; other columns are cast to their own type.
     """
-    table = sql.Identifier(Call.__table__.name)
+    table = Call.__table__
+    values = sql.SQL(", ").join(_element(i, table.c[name].type) for i, name in enumerate(columns))
     names = sql.SQL(", ").join(sql.Identifier(name) for name in columns)
     return sql.SQL(
-        "INSERT INTO {table} ({names}) SELECT {names} "
-        "FROM json_populate_recordset(NULL::{table}, $1::json) "
+        "INSERT INTO {table} ({names}) SELECT {values} "
+        "FROM jsonb_array_elements($1::jsonb) AS row "
         "ON CONFLICT (provider, provider_call_id) DO NOTHING "
         "RETURNING provider, provider_call_id"
-    ).format(table=table, names=names)
+    ).format(table=sql.Identifier(table.name), names=names, values=values)
+
+
+def _element(index: int, type_: TypeEngine[Any]) -> sql.Composable:
+    """Element `index` of a JSON row, as text for a string column, else cast to the column's type."""
+    text = sql.SQL("(row ->> {})").format(sql.Literal(index))
+    if isinstance(type_, String):
+        return text
+    return sql.SQL("CAST({} AS {})").format(text, sql.SQL(type_.compile(dialect=postgresql.dialect())))
 
 
 def _json_value(value: object) -> object:
@@ -100,6 +115,7 @@ class CallWriter:
     ) -> None:
         self._connect = connect
         self._columns = tuple(columns)
+        self._values = operator.itemgetter(*self._columns)  # a row's values, in column order
         self._max_rows = max_rows
         self._timeout = timeout
         self._pid: int | None = None
@@ -213,9 +229,7 @@ class CallWriter:
         releases the GIL for the whole round trip, where psycopg's execute() would take and
         release it several times and parse and adapt the query again in Python.
         """
-        payload = json.dumps(
-            [{name: row[name] for name in self._columns} for row in rows], default=_json_value
-        ).encode()
+        payload = json.dumps(list(map(self._values, rows)), default=_json_value).encode()
         for attempt in (1, 2):
             conn = self._connection()
             try:

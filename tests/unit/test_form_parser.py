@@ -41,3 +41,9 @@ def test_encoded_forms_round_trip(pairs: list[tuple[str, str]]) -> None:
 def test_invalid_percent_escapes_are_kept_as_werkzeug_keeps_them() -> None:
     text = "a=%ZZ&b=%e9&c=%C3%A9&=x&d&&e=1+2"
     assert parse_form(text) == {k: v for k, v in werkzeug_form(text).lists()}
+
+
+def test_numbers_in_e164_decode_as_werkzeug_decodes_them() -> None:
+    text = "From=%2B919812345678&b=%2B91%2B1&c=%2b12&d=%2B&e=%2B%D9%A3&f=%2B12+3&g=%2B١٢"
+    assert parse_form(text) == {k: v for k, v in werkzeug_form(text).lists()}
+    assert parse_form(text) == parse_form(text)  # again, from the cache
