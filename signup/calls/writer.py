@@ -71,11 +71,13 @@ def insert_sql(columns: Sequence[str]) -> sql.Composed:
 
 
 def _element(index: int, type_: TypeEngine[Any]) -> sql.Composable:
-    """Element `index` of a JSON row, as text for a string column, else cast to the column's type."""
+    """Element `index` of a JSON row: text for a string column, else cast to its type."""
     text = sql.SQL("(row ->> {})").format(sql.Literal(index))
     if isinstance(type_, String):
         return text
-    return sql.SQL("CAST({} AS {})").format(text, sql.SQL(type_.compile(dialect=postgresql.dialect())))
+    return sql.SQL("CAST({} AS {})").format(
+        text, sql.SQL(type_.compile(dialect=postgresql.dialect()))
+    )
 
 
 def _json_value(value: object) -> object:
