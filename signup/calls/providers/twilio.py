@@ -69,7 +69,7 @@ def signed_text(url: str, params: MultiDict[str, str]) -> bytes:
     parts = [url]
     for name in _sorted_names(tuple(params)):
         values = dict.__getitem__(params, name)
-        for value in values if len(values) == 1 else sorted(set(values)):
+        for value in sorted(set(values)):
             parts.append(name)
             parts.append(value)
     return "".join(parts).encode()
