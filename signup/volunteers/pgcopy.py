@@ -65,7 +65,7 @@ SEGMENT = 32_768  # volunteer ids per COPY statement when two connections share 
 STREAMS = 2  # connections copying at once (the machine has two cores)
 READ_AHEAD = 24  # blocks a connection may hold ahead of the writer (about 6 MiB)
 MASK_CAMPAIGNS = 8  # up to this many campaigns, slug lists are looked up by bitmask
-FAST_FROM = datetime(1970, 1, 1, tzinfo=UTC)  # times formatted without to_char: from …
+FAST_FROM = datetime(1970, 1, 1, tzinfo=UTC)  # times given a known offset suffix: from …
 FAST_UNTIL = datetime(2100, 1, 1, tzinfo=UTC)  # … until
 POLL = 0.1  # seconds between checks that a reader is still wanted
 FORMULA_CODES = [ord(prefix) for prefix in FORMULA_PREFIXES]
@@ -382,11 +382,12 @@ def sql_text(column: Any) -> Any:
 def sql_time(column: Any, suffix: str | None) -> Any:
     """ISO 8601 with the offset, in the session's time zone (set to SIGNUP_TIMEZONE).
 
-    to_char costs more than the rest of a row's timestamp work together, so from 1970 to 2100
-    the timestamp's own text (ISO DateStyle, whole seconds) is used with a T, plus `:00` in
-    zones whose offsets are whole hours (see offset_suffix); to_char elsewhere, as before.
+    The timestamp's own text (ISO DateStyle) with a T: from 1970 to 2100 cut to whole seconds
+    and given the zone's known suffix (see offset_suffix), cheaply; elsewhere the general form,
+    which finds a whole hour's offset in the text. Not to_char: it drops an offset's seconds
+    (Madras time, +05:21:10, until 1906), which Python's isoformat writes.
     """
-    formatted = func.to_char(column, 'YYYY-MM-DD"T"HH24:MI:SSTZH:TZM')
+    formatted = any_time(column)
     if suffix is None:
         return formatted
     seconds = func.date_bin(literal_column("interval '1 second'"), column, FAST_FROM)
@@ -395,6 +396,12 @@ def sql_time(column: Any, suffix: str | None) -> Any:
         ((column >= FAST_FROM) & (column < FAST_UNTIL), iso + suffix if suffix else iso),
         else_=formatted,
     )
+
+
+def any_time(column: Any) -> Any:
+    """ISO 8601 of any time as Python writes it: PostgreSQL's `+05` becomes `+05:00`."""
+    iso = func.replace(cast(func.date_trunc("second", column), Text), " ", "T")
+    return func.regexp_replace(iso, r"([+-][0-9]{2})$", r"\1:00")
 
 
 @functools.cache

@@ -36,7 +36,7 @@ NAMES = [
 ]
 TIMES = [
     datetime(2026, 11, 21, 18, 45, 7, 999_999, tzinfo=UTC),
-    datetime(1969, 12, 31, 23, 59, 59, 500_000, tzinfo=UTC),  # before the fast window: to_char
+    datetime(1969, 12, 31, 23, 59, 59, 500_000, tzinfo=UTC),  # before the fast window
     datetime(2150, 6, 1, 12, 0, 1, tzinfo=UTC),  # after it
     datetime(2009, 3, 8, 6, 30, tzinfo=UTC),  # Caracas was -04:30 then
     None,
@@ -179,11 +179,8 @@ HISTORY = [
 ]
 
 
-def test_stored_cells_of_any_time_and_after_every_write(
-    committed: Flask, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Times across Asia/Kolkata's history, and cells rewritten when the row is."""
-    monkeypatch.setattr(pgcopy, "SEGMENT", 3)
+def add_history() -> None:
+    """Commit one volunteer for each moment of HISTORY, the moments in several columns."""
     now = datetime.now(UTC)
     db.session.execute(
         insert(Volunteer),
@@ -203,6 +200,14 @@ def test_stored_cells_of_any_time_and_after_every_write(
         ],
     )
     db.session.commit()
+
+
+def test_stored_cells_of_any_time_and_after_every_write(
+    committed: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Times across Asia/Kolkata's history, and cells rewritten when the row is."""
+    monkeypatch.setattr(pgcopy, "SEGMENT", 3)
+    add_history()
     (fast, _), (slow, _) = both(VolunteerFilter(), "Asia/Kolkata", monkeypatch)
     assert fast == slow
     assert b",1900-01-01T05:21:10+05:21:10," in fast
@@ -218,6 +223,26 @@ def test_stored_cells_of_any_time_and_after_every_write(
     (fast, _), (slow, _) = both(VolunteerFilter(), "Asia/Kolkata", monkeypatch)
     assert fast == slow
     assert b'+919911300001,"\'=Ram, ""Bhai""",active,,41,' in fast
+
+
+@pytest.mark.parametrize(
+    ("zone", "cell"),
+    [
+        ("Asia/Calcutta", b",1900-01-01T05:21:10+05:21:10,"),  # Kolkata's alias: not stored
+        ("Europe/Amsterdam", b",1900-01-01T00:19:32+00:19:32,"),  # Amsterdam mean time
+        ("America/Caracas", b",1899-12-31T19:32:20-04:27:40,"),  # mixed offsets: no fast window
+        ("UTC", b",1900-01-01T00:00:00+00:00,"),
+    ],
+)
+def test_times_formatted_at_export_keep_an_offsets_seconds(
+    committed: Flask, zone: str, cell: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outside the stored cells' zone, old offsets with seconds are written as Python does."""
+    monkeypatch.setattr(pgcopy, "SEGMENT", 3)
+    add_history()
+    (fast, _), (slow, _) = both(VolunteerFilter(), zone, monkeypatch)
+    assert fast == slow
+    assert cell in fast
 
 
 def test_the_reader_drops_a_binary_copys_framing(committed: Flask) -> None:
@@ -263,7 +288,7 @@ def test_slug_labels_are_sorted_and_formula_safe() -> None:
 def test_offset_suffix_by_zone() -> None:
     assert pgcopy.offset_suffix("Asia/Kolkata") == ""  # +05:30 as PostgreSQL writes it
     assert pgcopy.offset_suffix("UTC") == ":00"  # PostgreSQL writes +00
-    assert pgcopy.offset_suffix("America/Caracas") is None  # -04:00 and -04:30: to_char
+    assert pgcopy.offset_suffix("America/Caracas") is None  # -04:00 and -04:30: the general form
 
 
 def test_segments_cover_the_ids_with_open_ends(monkeypatch: pytest.MonkeyPatch) -> None:
