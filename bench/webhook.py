@@ -50,6 +50,7 @@ from urllib.parse import urlencode, urlsplit
 
 import psycopg
 from psycopg import sql
+from sampler import Sampler, Stalls, stalls
 from twilio.request_validator import RequestValidator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,8 +138,10 @@ class Tally:
     elapsed: float = 0.0
     p50: float = math.nan  # seconds
     p99: float = math.nan
+    mean: float = math.nan  # seconds
     client_cpu: float = 0.0  # CPU seconds the load generator used
     exhausted: bool = False  # prebuilt requests ran out before the deadline
+    ticks: dict[int, int] = field(default_factory=dict)  # answers per tenth (wrk only)
 
     @property
     def rate(self) -> float:
@@ -184,6 +187,7 @@ end
 local requests, next_request, duration, replay, connections, idle = {}, 0, 0, false, 0, 0
 local deadline = nil
 answered, ok, wrong_body, started, finished, exhausted, statuses = 0, 0, 0, 0, 0, false, {}
+ticks = {} -- answers per tenth of a second of CLOCK_MONOTONIC (bench/sampler.py's buckets)
 
 function init(args)
   duration, replay = tonumber(args[2]), args[3] == "replay"
@@ -228,6 +232,8 @@ end
 function response(status, headers, body)
   answered = answered + 1
   finished = now()
+  local tick = math.floor(finished * 10)
+  ticks[tick] = (ticks[tick] or 0) + 1
   if status ~= 200 then
     statuses[status] = (statuses[status] or 0) + 1
   elseif body ~= EXPECTED
@@ -240,7 +246,7 @@ end
 
 function done(summary, latency, requests)
   local total = { answered = 0, ok = 0, wrong_body = 0, exhausted = false }
-  local first, last, codes = math.huge, 0, {}
+  local first, last, codes, timeline = math.huge, 0, {}, {}
   for _, thread in ipairs(threads) do
     for key, _ in pairs(total) do
       local value = thread:get(key)
@@ -255,6 +261,13 @@ function done(summary, latency, requests)
     for status, count in pairs(thread:get("statuses")) do
       codes[status] = (codes[status] or 0) + count
     end
+    for tick, count in pairs(thread:get("ticks")) do
+      timeline[tick] = (timeline[tick] or 0) + count
+    end
+  end
+  local ticked = {}
+  for tick, count in pairs(timeline) do
+    ticked[#ticked + 1] = string.format('"%d": %d', tick, count)
   end
   local parts = {}
   for status, count in pairs(codes) do
@@ -263,11 +276,12 @@ function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
     'bench-result {"answers": %d, "ok": %d, "wrong_body": %d, "statuses": {%s}, '
-      .. '"elapsed": %.6f, "exhausted": %s, "errors": %d, "p50_us": %d, "p99_us": %d}\n',
+      .. '"elapsed": %.6f, "exhausted": %s, "errors": %d, "p50_us": %d, "p99_us": %d, '
+      .. '"mean_us": %d, "ticks": {%s}}\n',
     total.answered, total.ok, total.wrong_body, table.concat(parts, ", "),
     math.max(0, last - first), tostring(total.exhausted),
     e.connect + e.read + e.write + e.timeout,
-    latency:percentile(50), latency:percentile(99)))
+    latency:percentile(50), latency:percentile(99), latency.mean, table.concat(ticked, ", ")))
 end
 """
 
@@ -326,8 +340,10 @@ def run_wrk(wrk: str, phase: Phase, workdir: Path) -> Tally:
         elapsed=raw["elapsed"],
         p50=raw["p50_us"] / 1e6,
         p99=raw["p99_us"] / 1e6,
+        mean=raw["mean_us"] / 1e6,
         client_cpu=(after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
         exhausted=raw["exhausted"],
+        ticks={int(k): v for k, v in raw["ticks"].items()},
     )
 
 
@@ -554,6 +570,7 @@ def run_python(phase: Phase) -> Tally:
     if latencies:
         latencies.sort()
         tally.p50, tally.p99 = (latencies[math.ceil(q * len(latencies)) - 1] for q in (0.5, 0.99))
+        tally.mean = sum(latencies) / len(latencies)
     return tally
 
 
@@ -775,6 +792,7 @@ class Result:
     measured: Tally
     server_cpu: float
     postgres_cpu: float
+    stalls: Stalls | None  # slow tenths of the measured phase and what the machine did then
 
 
 def bench(label: str, app: str, options: Options, env: dict[str, str], workdir: Path) -> Result:
@@ -800,9 +818,12 @@ def bench(label: str, app: str, options: Options, env: dict[str, str], workdir: 
         prebuilt = HELLO_PREBUILT if replay else min(MAX_PREBUILT, needed)
         note(f"{label}: {warm.rate:,.0f} req/s warming up; measuring for {options.duration:g} s")
         cpu, pg = server.cpu(), postgres_cpu()
-        measured = load(options.duration, MEASURED_CALLERS, prebuilt)
+        with Sampler() as sampler:
+            measured = load(options.duration, MEASURED_CALLERS, prebuilt)
         cpu, pg = server.cpu() - cpu, postgres_cpu() - pg
-    return Result(label, app, warm, measured, cpu, max(pg, 0.0))
+    return Result(
+        label, app, warm, measured, cpu, max(pg, 0.0), stalls(measured.ticks, sampler.deltas)
+    )
 
 
 def note(message: str) -> None:
@@ -875,6 +896,7 @@ def report(options: Options, hello: Result, webhook: Result, rows: int, load: st
         + ("met" if p99_ok else "**not met**")
         + ")"
     )
+    print(f"- {bound(options, hello.measured, webhook.measured)}")
     hello_cpu, webhook_cpu = total_cpu_us(hello), total_cpu_us(webhook)
     print(
         f"- CPU per answer, server + PostgreSQL + client: hello {hello_cpu:,.0f} µs, webhook "
@@ -882,6 +904,9 @@ def report(options: Options, hello: Result, webhook: Result, rows: int, load: st
         "both servers tend to when the machine is CPU-bound (it moves less with other load)"
     )
     print(f"- load average after the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    for r in (hello, webhook):
+        if r.stalls:
+            print(f"- {r.label}, measured phase: {r.stalls.describe()}")
     print(
         f"- `calls` rows committed: {rows:,}; 200 answers from the webhook: {answered:,} "
         f"(warm-up {webhook.warmup.ok:,} + measured {webhook.measured.ok:,}): "
@@ -899,6 +924,27 @@ def report(options: Options, hello: Result, webhook: Result, rows: int, load: st
     if not (clean and rows_ok):
         return 1
     return 0 if ratio >= options.min_ratio and p99_ok else 3
+
+
+def bound(options: Options, hello: Tally, webhook: Tally) -> str:
+    """What the p99 target asks of the throughput, by Little's law, against hello-world's.
+
+    With every connection keeping one request in flight, the mean latency is connections /
+    throughput. Keeping the run's shape (p99 / mean), a p99 under the target needs the rate
+    worked out here; put beside hello-world's own rate on this machine, it shows whether the
+    target can be met here at all.
+    """
+    if not (webhook.mean > 0 and webhook.rate and hello.rate):
+        return "latency bound: not measured"
+    shape = webhook.p99 / webhook.mean
+    needed = options.connections * shape / (options.max_p99 / 1e3)
+    return (
+        f"latency bound: {options.connections} connections / {webhook.rate:,.0f} req/s = "
+        f"{options.connections / webhook.rate * 1e3:.1f} ms mean (measured "
+        f"{webhook.mean * 1e3:.1f}); p99 = {shape:.2f} × mean, so p99 < {options.max_p99:g} ms "
+        f"needs ≥ {needed:,.0f} req/s, **{needed / hello.rate:.2f} of hello-world's rate** "
+        f"in this run (hello's own p99 {hello.p99 * 1e3:.1f} ms)"
+    )
 
 
 def total_cpu_us(result: Result) -> float:
@@ -1032,6 +1078,9 @@ def write_json(path: Path, hello: Result, webhook: Result, rows: int) -> None:
             "p99_ms": t.p99 * 1e3,
             "server_cpu_us": r.server_cpu / t.answers * 1e6 if t.answers else math.nan,
             "postgres_cpu_us": r.postgres_cpu / t.answers * 1e6 if t.answers else math.nan,
+            "slow_tenths": r.stalls.slow if r.stalls else math.nan,
+            "slow_steal_pct": r.stalls.slow_share.get("steal", math.nan) if r.stalls else math.nan,
+            "rest_steal_pct": r.stalls.rest_share.get("steal", math.nan) if r.stalls else math.nan,
         }
 
     data = {
