@@ -35,6 +35,7 @@ bench: $(STAMP)
 	./scripts/services.sh
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	-$(BIN)/python bench/webhook.py --json docs/bench-data/webhook.json
+	-$(BIN)/python bench/latency.py --json docs/bench-data/latency.json
 	-$(BIN)/python bench/processing.py --workers 1,2,4 --json docs/bench-data/processing.json
 	-$(BIN)/python bench/sending.py --messages 6000 --workers 2 --concurrency 2 --batch 50 \
 		--rate 250 --beat --json docs/bench-data/sending.json

@@ -158,8 +158,35 @@ def admin(data: dict[str, Any]) -> plt.Figure:
     return fig
 
 
+def latency(data: dict[str, Any]) -> plt.Figure:
+    """p50 and p99 of both servers at each steady offered rate (bench/latency.py)."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    rates = [run["rate"] for run in data["rates"]]
+    for server, colour, label in (("hello", GREY, "hello-world"), ("webhook", BLUE, "webhook")):
+        for key, style in (("p99_ms", "-"), ("p50_ms", ":")):
+            ax.plot(
+                rates,
+                [run[server][key] for run in data["rates"]],
+                style,
+                marker="o",
+                color=colour,
+                label=f"{label} {key.split('_')[0]}",
+            )
+    ax.axhline(
+        data["max_p99_ms"], color=RED, linestyle="--", linewidth=1, label="p99 target (32 conns)"
+    )
+    ax.set_xlabel("offered requests a second (wrk, paced)")
+    ax.set_ylabel("ms")
+    ax.set_xticks(rates)
+    ax.set_title("latency at steady rates, same gunicorn flags", fontsize=10)
+    ax.legend(fontsize=8, frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+    return fig
+
+
 CHARTS_BY_NAME: dict[str, Callable[[Any], plt.Figure]] = {
     "webhook": webhook,
+    "latency": latency,
     "processing": processing,
     "sending": sending,
     "export": export,

@@ -1075,11 +1075,13 @@ def _interrupted(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Set up the database, benchmark both servers, check the rows, print the report."""
-    options = parse_args(argv)
+@contextmanager
+def prepared(options: Options) -> Iterator[tuple[dict[str, str], Path]]:
+    """The servers' environment and a work folder, on a fresh migrated benchmark database.
+
+    The database is dropped afterwards unless --keep-database; SIGTERM cleans up as Ctrl-C does.
+    """
     signal.signal(signal.SIGTERM, _interrupted)
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="signup-bench-")))
         env = {
@@ -1097,6 +1099,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not options.keep_database:
             stack.callback(options.database.drop)
         migrate(env)
+        yield env, workdir
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Set up the database, benchmark both servers, check the rows, print the report."""
+    options = parse_args(argv)
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    with prepared(options) as (env, workdir):
         hello = bench("hello", "hello:app", options, env, workdir)
         webhook = bench("webhook", "signup:create_app()", options, env, workdir)
         rows = options.database.count_calls()
@@ -1106,22 +1116,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     return status
 
 
+def figures(r: Result) -> dict[str, float | None]:
+    """One server's measured figures, for the JSON files bench/charts.py reads."""
+    t = r.measured
+    return {
+        "req_s": t.rate,
+        "p50_ms": t.p50 * 1e3,
+        "p99_ms": t.p99 * 1e3,
+        "server_cpu_us": r.server_cpu / t.answers * 1e6 if t.answers else math.nan,
+        "postgres_cpu_us": r.postgres_cpu / t.answers * 1e6 if t.answers else math.nan,
+        "slow_tenths": r.stalls.slow if r.stalls else None,  # None: not measured
+        "slow_steal_pct": r.stalls.slow_share.get("steal") if r.stalls else None,
+        "rest_steal_pct": r.stalls.rest_share.get("steal") if r.stalls else None,
+    }
+
+
 def write_json(path: Path, hello: Result, webhook: Result, rows: int) -> None:
     """The measured figures of both servers, for bench/charts.py."""
-
-    def figures(r: Result) -> dict[str, float | None]:
-        t = r.measured
-        return {
-            "req_s": t.rate,
-            "p50_ms": t.p50 * 1e3,
-            "p99_ms": t.p99 * 1e3,
-            "server_cpu_us": r.server_cpu / t.answers * 1e6 if t.answers else math.nan,
-            "postgres_cpu_us": r.postgres_cpu / t.answers * 1e6 if t.answers else math.nan,
-            "slow_tenths": r.stalls.slow if r.stalls else None,  # None: not measured
-            "slow_steal_pct": r.stalls.slow_share.get("steal") if r.stalls else None,
-            "rest_steal_pct": r.stalls.rest_share.get("steal") if r.stalls else None,
-        }
-
     data = {
         "hello": figures(hello),
         "webhook": figures(webhook),
