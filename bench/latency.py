@@ -19,14 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import webhook
-from webhook import Result, bench, figures, note, prepared, revision
+from webhook import Result, bench, figures, note, prepared, revision, run
 
 
 def parse_rates(text: str) -> list[float]:
@@ -124,8 +123,4 @@ def report(
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        note("interrupted: servers stopped, database dropped")
-        sys.exit(130)
+    run(main)

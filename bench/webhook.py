@@ -44,12 +44,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 from urllib.parse import urlencode, urlsplit
 
 import psycopg
@@ -1143,9 +1143,14 @@ def write_json(path: Path, hello: Result, webhook: Result, rows: int) -> None:
     path.write_text(json.dumps(data, indent=2))
 
 
-if __name__ == "__main__":
+def run(entry: Callable[[], int]) -> NoReturn:
+    """Exit with what `entry` returns; Ctrl-C (or SIGTERM) exits 130 once all is cleaned up."""
     try:
-        sys.exit(main())
+        sys.exit(entry())
     except KeyboardInterrupt:
         note("interrupted: servers stopped, database dropped")
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    run(main)
