@@ -9,6 +9,7 @@ rest. Reading the files costs about 0.1 ms a sample.
 
 from __future__ import annotations
 
+import os
 import statistics
 import threading
 import time
@@ -18,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 
 TICK = 0.1  # seconds per sample, and per bucket of the load generator's timeline
-CLK_TCK = 100  # /proc/stat counts in USER_HZ, 100 on Linux
+CLK_TCK = os.sysconf("SC_CLK_TCK")  # /proc/stat counts in these ticks a second (USER_HZ)
 SLOW = 0.25  # a tenth is slow when it answers fewer than this share of the median tenth
 
 
@@ -100,7 +101,7 @@ class Sampler:
 class Stalls:
     """Slow tenths of a measured phase against the others, and what the machine did in each."""
 
-    tenths: int  # tenths with answers, first to last
+    tenths: int  # tenths judged: from the first answer's to the last's, both left out
     slow: int  # tenths that answered fewer than SLOW of the median tenth
     median_answers: float  # answers in the median tenth
     slow_runs: list[tuple[float, float]]  # (start s into the phase, length s) of slow stretches
