@@ -106,7 +106,7 @@ def report(
     print("|---:|---:|---|---:|---|---:|---:|---:|")
     for rate, hello, hook in runs:
         h, w = hello.measured, hook.measured
-        steal = hook.stalls.rest_share.get("steal") if hook.stalls else None
+        steal = hook.stalls.phase_share.get("steal") if hook.stalls else None
         print(
             f"| {rate:,.0f} | {h.rate:,.0f} | {h.p50 * 1e3:.1f} / {h.p99 * 1e3:.1f} "
             f"| {w.rate:,.0f} | {w.p50 * 1e3:.1f} / {w.p99 * 1e3:.1f} "

@@ -107,6 +107,7 @@ class Stalls:
     slow_runs: list[tuple[float, float]]  # (start s into the phase, length s) of slow stretches
     slow_share: Mapping[str, float]  # per cent of the machine's CPU time in the slow tenths
     rest_share: Mapping[str, float]  # the same over the other tenths
+    phase_share: Mapping[str, float]  # the same over every tenth judged
 
     def describe(self) -> str:
         """One markdown line on the slow tenths and what the machine did in them."""
@@ -117,7 +118,7 @@ class Stalls:
         if not self.slow:
             return (
                 f"no tenth of a second below {SLOW:.0%} of the median "
-                f"({self.median_answers:.0f} answers a tenth); {shares(self.rest_share)}"
+                f"({self.median_answers:.0f} answers a tenth); {shares(self.phase_share)}"
             )
 
         longest = sorted(self.slow_runs, key=lambda run: -run[1])[:3]
@@ -156,6 +157,7 @@ def stalls(answers: Mapping[int, int], deltas: Mapping[int, Counters]) -> Stalls
         slow_runs=runs,
         slow_share=_shares([deltas[t] for t in span if t in slow_set and t in deltas]),
         rest_share=_shares([deltas[t] for t in span if t not in slow_set and t in deltas]),
+        phase_share=_shares([deltas[t] for t in span if t in deltas]),
     )
 
 

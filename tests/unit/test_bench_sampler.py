@@ -46,6 +46,7 @@ def test_a_stall_is_found_with_the_steal_in_it(sampler: ModuleType) -> None:
     assert found.slow_runs == [(pytest.approx(1.0), pytest.approx(0.2))]
     assert found.slow_share["steal"] == pytest.approx(50.0)
     assert found.rest_share["steal"] == pytest.approx(1.0)
+    assert found.phase_share["steal"] == pytest.approx(100 * (0.052 + 0.2) / 5.6)
     assert "2 of 28 tenths" in found.describe()
     assert "0.2 s at 1.0 s" in found.describe()
 
