@@ -14,6 +14,7 @@ from celery import Celery, Task
 from flask import Flask, current_app, has_app_context
 from kombu import Exchange, Queue
 
+from signup.devbroker import TRANSPORT
 from signup.logs import event
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ def celery_config(app: Flask) -> dict[str, Any]:
         folder = Path(app.instance_path) / "broker"
         folder.mkdir(parents=True, exist_ok=True)
         config["broker_url"] = "filesystem://localhost/"
+        config["broker_transport"] = TRANSPORT  # kombu's, with whole-file writes
         config["broker_transport_options"] = {
             "data_folder_in": str(folder),
             "data_folder_out": str(folder),
