@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import signal
 import subprocess
 import sys
+import threading
+import time
 
 import click
 from flask import current_app
@@ -15,9 +18,11 @@ from werkzeug.serving import run_simple
 
 from signup.campaigns import services as campaigns
 from signup.extensions import db
+from signup.logs import event
 from signup.phones import parse_number_argument
 from signup.tasking import QUEUES
 
+log = logging.getLogger(__name__)
 DEMO_NUMBER = "+918047259725"
 DEMO_OPTOUT_NUMBER = "+918047259726"
 
@@ -95,6 +100,81 @@ def simulate_call(from_number: str, to_number: str | None, base_url: str) -> Non
     click.echo(response.text)
 
 
+def worker_command() -> list[str]:
+    """One Celery worker with its own beat, consuming every queue (development only)."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers",
+        "worker",
+        "-B",
+        "--pool=solo",
+        "--loglevel=INFO",
+        f"--queues={','.join(QUEUES)}",
+    ]
+
+
+class Supervisor:
+    """Keeps `signup serve`'s worker running: restarts it when it dies, gives up loudly.
+
+    A worker that died silently would leave the web answering while no call is processed and
+    no SMS sent; here each death is a CRITICAL line, and after `max_restarts` deaths within
+    `window` seconds the whole server stops with a non-zero exit code.
+    """
+
+    def __init__(
+        self,
+        command: list[str],
+        env: dict[str, str],
+        max_restarts: int = 5,
+        window: float = 600.0,
+        poll: float = 0.5,
+    ) -> None:
+        self.command, self.env = command, env
+        self.max_restarts, self.window, self.poll = max_restarts, window, poll
+        self.exit_code = 0
+        self._deaths: list[float] = []
+        self._process: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+
+    def start(self) -> None:
+        """Start the worker and a thread that watches it."""
+        self._spawn()
+        threading.Thread(target=self._watch, name="worker-supervisor", daemon=True).start()
+
+    def stop(self) -> None:
+        """Stop watching and stop the worker."""
+        self._stopping.set()
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+
+    def _spawn(self) -> None:
+        self._process = subprocess.Popen(self.command, env=self.env)  # noqa: S603 - fixed argv
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(self.poll):
+            assert self._process is not None
+            code = self._process.poll()
+            if code is None or self._stopping.is_set():
+                continue
+            now = time.monotonic()
+            self._deaths = [t for t in self._deaths if now - t < self.window] + [now]
+            event(log, logging.CRITICAL, "serve.worker_died", exit_code=code)
+            if len(self._deaths) > self.max_restarts:
+                event(log, logging.CRITICAL, "serve.giving_up", deaths=len(self._deaths))
+                self.exit_code = 1
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            self._spawn()
+            event(log, logging.WARNING, "serve.worker_restarted", pid=self._process.pid)
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
@@ -110,21 +190,8 @@ def serve(host: str, port: int, demo: bool) -> None:
         )
         campaigns.create_campaign(slug="demo", settings=settings)
         db.session.commit()
-    worker = subprocess.Popen(  # noqa: S603 - our own fixed command line
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "workers",
-            "worker",
-            "-B",
-            "--pool=solo",
-            "--loglevel=INFO",
-            f"--queues={','.join(QUEUES)}",  # one worker does everything here
-        ],
-        env=os.environ.copy(),
-    )
+    worker = Supervisor(worker_command(), os.environ.copy())
+    worker.start()
     base = f"http://{host}:{port}"
     click.echo(f"""
   missed-call signup is running at {base} (database: {db.engine.url.render_as_string()})
@@ -136,8 +203,8 @@ def serve(host: str, port: int, demo: bool) -> None:
                             --to {DEMO_OPTOUT_NUMBER} --url {base}
     see the volunteers:   .venv/bin/signup export volunteers --output -
 """)
-    # SIGTERM (from a supervisor or a test) must stop the worker too, not leave it running.
-    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
+    # SIGTERM (from a supervisor, a test or our own watcher giving up) stops the worker too.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(worker.exit_code))
     try:
         run_simple(
             host,
@@ -147,5 +214,4 @@ def serve(host: str, port: int, demo: bool) -> None:
             use_reloader=False,
         )
     finally:
-        worker.terminate()
-        worker.wait(timeout=10)
+        worker.stop()
