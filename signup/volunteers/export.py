@@ -80,8 +80,9 @@ class VolunteerFilter:
             end = datetime.combine(self.joined_to + timedelta(days=1), time(), tzinfo=zone)
             clause = clause & (Volunteer.created_at < end)
         if self.status:
-            if self.status not in {s.value for s in VolunteerStatus} - {VolunteerStatus.ERASED}:
-                raise ValidationError("status must be one of active, opted_out")
+            listed = [s.value for s in VolunteerStatus if s is not VolunteerStatus.ERASED]
+            if self.status not in listed:
+                raise ValidationError(f"status must be one of {', '.join(listed)}")
             clause = clause & (Volunteer.status == self.status)
         if self.campaign:
             campaign_id = db.session.scalar(
