@@ -21,7 +21,7 @@ from flask import (
     stream_with_context,
     url_for,
 )
-from flask_login import login_user, logout_user
+from flask_login import login_user
 from werkzeug.wrappers import Response as BaseResponse
 
 from signup import clock
@@ -132,8 +132,9 @@ def login() -> BaseResponse | str | tuple[str, int]:
 @bp.post("/logout")
 @auth.login_required
 def logout() -> BaseResponse:
-    """End the session."""
-    logout_user()
+    """End the session: this copy and every other copy of it, on the server."""
+    auth.log_out()
+    db.session.commit()
     return redirect(url_for("admin.login"))
 
 
