@@ -177,7 +177,7 @@ def _filters() -> VolunteerFilter:
 def volunteers() -> str | tuple[str, int]:
     """Search, filter, sort and page through the volunteers this account may see."""
     access = auth.current_access()
-    visible = [c for c in campaigns.list_campaigns() if access.sees_campaign(c.id)]
+    visible = services.campaigns_for(access)
     try:
         page = services.list_page(
             _filters(), sort=request.args.get("sort", "joined"), cursor=request.args.get("after")
@@ -318,7 +318,7 @@ def export() -> BaseResponse:
 
 
 @bp.get("/audit")
-@auth.require(lambda access: access.is_admin)
+@auth.require(lambda access: access.is_full_admin)
 def audit() -> str:
     """Admins read the audit log."""
     entries = [(e, json.loads(e.detail or "{}")) for e in services.audit_entries()]
@@ -393,7 +393,7 @@ def _user_form_values() -> dict[str, Any]:
 
 
 @bp.route("/users", methods=["GET", "POST"])
-@auth.require(lambda access: access.is_admin)
+@auth.require(lambda access: access.is_full_admin)
 def users() -> BaseResponse | str | tuple[str, int]:
     """Admins list accounts and create new ones (with their role and scope)."""
     form = ConfirmForm()
@@ -437,7 +437,7 @@ def users() -> BaseResponse | str | tuple[str, int]:
 
 
 @bp.post("/users/<int:user_id>")
-@auth.require(lambda access: access.is_admin)
+@auth.require(lambda access: access.is_full_admin)
 def user_update(user_id: int) -> BaseResponse:
     """Admins change an account's role, status and scope."""
     if not ConfirmForm().validate_on_submit():
@@ -469,12 +469,14 @@ def _campaign_values() -> dict[str, str | None]:
 
 
 @bp.route("/campaigns", methods=["GET", "POST"])
-@auth.require(lambda access: access.is_admin)
+@auth.require(lambda access: access.manages_campaigns)
 def campaigns_page() -> BaseResponse | str | tuple[str, int]:
-    """Admins list campaigns and create new ones."""
+    """Admins list the campaigns they manage; unscoped admins create new ones."""
     form = ConfirmForm()
     error = None
     if request.method == "POST":
+        if not auth.current_access().is_full_admin:
+            abort(403)
         if not form.validate_on_submit():
             abort(400)
         values = _campaign_values()
@@ -493,7 +495,7 @@ def campaigns_page() -> BaseResponse | str | tuple[str, int]:
             return redirect(url_for("admin.campaign_page", slug=created.slug))
     page = render_template(
         "admin/campaigns.html",
-        items=campaigns.list_campaigns(),
+        items=services.campaigns_for(auth.current_access()),
         form=form,
         error=error,
         access=auth.current_access(),
@@ -502,11 +504,11 @@ def campaigns_page() -> BaseResponse | str | tuple[str, int]:
 
 
 @bp.route("/campaigns/<slug>", methods=["GET", "POST"])
-@auth.require(lambda access: access.is_admin)
+@auth.require(lambda access: access.manages_campaigns)
 def campaign_page(slug: str) -> BaseResponse | str | tuple[str, int]:
     """Admins change a campaign, its DLT registration and templates, and its blackouts."""
     campaign = campaigns.get_by_slug(slug)
-    if campaign is None:
+    if campaign is None or not auth.current_access().manages_campaign(campaign.id):
         abort(404)
     form = ConfirmForm()
     if request.method == "POST":
