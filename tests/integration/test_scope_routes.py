@@ -50,6 +50,7 @@ PEOPLE = {  # phone: (campaigns called, state)
 ROLES = ("admin", "organiser", "viewer")
 SCOPES = ("none", "campaign", "state", "both")
 B_BLACKOUT = "Betablackout reason"
+UNROUTED = "+918047259999"  # a number of no campaign: calls to it are in no scope
 
 
 def number_formats(e164: str) -> list[str]:
@@ -64,11 +65,12 @@ def markers(scope: str) -> list[str]:
     beyond_campaign += number_formats(B_NUMBER) + number_formats(B_OPTOUT)
     beyond_campaign += number_formats(BALU) + number_formats(ESHA)
     beyond_state = ["Kerala", *number_formats(BALU), *number_formats(DEV)]
+    unrouted = number_formats(UNROUTED)
     return {
         "none": [],
-        "campaign": beyond_campaign,
-        "state": beyond_state,
-        "both": beyond_campaign + beyond_state,
+        "campaign": beyond_campaign + unrouted,
+        "state": beyond_state + unrouted,
+        "both": beyond_campaign + beyond_state + unrouted,
     }[scope]
 
 
@@ -91,6 +93,7 @@ def town(fresh_limits: None) -> Town:
             calls.process_call(inbound(phone, numbers[letter]).id)
         db.session.query(Volunteer).filter_by(phone=phone).update({"state": state})
     calls.process_call(inbound(CHITRA, B_OPTOUT).id)  # B's withdrawal and its SMS
+    calls.process_call(inbound(ASHA, UNROUTED).id)
     now = clock.now()
     campaigns.add_blackout(
         b, starts_at=now + timedelta(days=1), ends_at=now + timedelta(days=2), reason=B_BLACKOUT
