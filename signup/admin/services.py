@@ -267,10 +267,20 @@ def opt_out(volunteer_id: int, access: Access) -> list[int]:
 
 
 def erase(volunteer_id: int, access: Access) -> None:
-    """An admin erases a volunteer (after a confirmation step in the UI)."""
+    """An admin erases a volunteer (after a confirmation step in the UI).
+
+    Erasure removes the person from every campaign, so a campaign-scoped admin may erase only
+    someone who is in no campaign beyond the scope (PermissionError otherwise).
+    """
     if not access.is_admin:
         raise PermissionError("erase")
     volunteer = visible_volunteer(volunteer_id, access, lock=True)
+    beyond = select(Subscription.volunteer_id).where(
+        Subscription.volunteer_id == volunteer.id,
+        ~access.campaign_condition(Subscription.campaign_id),
+    )
+    if db.session.scalar(beyond.limit(1)) is not None:
+        raise PermissionError("erase")
     erasure.erase_volunteer(volunteer)
     audit(access, "erase", {"volunteer": volunteer.id})
 

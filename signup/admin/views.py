@@ -253,10 +253,13 @@ def _confirmed_action(volunteer_id: int, action: str) -> BaseResponse | str:
     if request.method == "GET" or not form.validate_on_submit():
         return render_template("admin/confirm.html", record=record, action=action, form=form)
     to_send: list[int] = []
-    if action == "opt-out":
-        to_send = services.opt_out(volunteer_id, access)
-    else:
-        services.erase(volunteer_id, access)
+    try:
+        if action == "opt-out":
+            to_send = services.opt_out(volunteer_id, access)
+        else:
+            services.erase(volunteer_id, access)
+    except PermissionError:
+        abort(403)
     db.session.commit()
     for message_id in to_send:
         publish(send_message, message_id)

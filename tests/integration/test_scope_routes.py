@@ -27,11 +27,12 @@ from signup.admin import imports
 from signup.admin.access import Access
 from signup.calls import services as calls
 from signup.campaigns import services as campaigns
+from signup.campaigns.models import Campaign
 from signup.extensions import db
 from signup.phones import mask
 from signup.users import services as users
 from signup.users.models import Role, User, UserCampaign, UserState
-from signup.volunteers.models import Volunteer
+from signup.volunteers.models import Subscription, Volunteer
 from tests.integration.admin_helpers import PASSWORD, as_user, new_request_globals, token
 from tests.integration.factories import campaign, inbound
 
@@ -39,13 +40,14 @@ pytestmark = pytest.mark.usefixtures("db_session", "fresh_limits")
 
 A_NUMBER, A_OPTOUT = "+918047259725", "+918047259726"
 B_NUMBER, B_OPTOUT = "+918047250000", "+918047250001"
-ASHA, BALU, CHITRA, DEV, ESHA = (f"+91991127000{i}" for i in range(1, 6))
+ASHA, BALU, CHITRA, DEV, ESHA, FARID = (f"+91991127000{i}" for i in range(1, 7))
 PEOPLE = {  # phone: (campaigns called, state)
     ASHA: ("a", "Bihar"),
     BALU: ("b", "Kerala"),
     CHITRA: ("ab", "Bihar"),
     DEV: ("a", "Kerala"),
     ESHA: ("b", "Bihar"),
+    FARID: ("ab", "Bihar"),
 }
 ROLES = ("admin", "organiser", "viewer")
 SCOPES = ("none", "campaign", "state", "both")
@@ -188,7 +190,14 @@ def posts(town: Town, own_id: int) -> dict[str, list[tuple[str, dict[str, Any], 
             (f"/admin/volunteers/{dev}", edit, _unless_editor_sees("Kerala", campaigns_of="a")),
         ],
         "admin.opt_out": [(f"/admin/volunteers/{balu}/opt-out", confirm, _unless_full_admin)],
-        "admin.erase": [(f"/admin/volunteers/{balu}/erase", confirm, _unless_full_admin)],
+        "admin.erase": [
+            (f"/admin/volunteers/{balu}/erase", confirm, _unless_full_admin),
+            (  # in A and B: erasing would reach B
+                f"/admin/volunteers/{town.ids[CHITRA]}/erase",
+                confirm,
+                lambda role, scope: role != "admin" or scope in ("campaign", "both"),
+            ),
+        ],
         "admin.import_upload": [
             (
                 "/admin/import",
@@ -328,3 +337,36 @@ def test_a_scoped_admin_cannot_widen_their_own_scope(app: Flask, town: Town) -> 
         )
         account = db.session.get(User, me)
         assert account is not None and account.role == "admin"
+
+
+def _statuses(volunteer_id: int) -> dict[str, str]:
+    return dict(
+        db.session.execute(
+            select(Campaign.slug, Subscription.status)
+            .join(Subscription, Subscription.campaign_id == Campaign.id)
+            .where(Subscription.volunteer_id == volunteer_id)
+        ).all()
+    )
+
+
+def test_a_scoped_admin_opts_out_of_the_scopes_campaigns_only(app: Flask, town: Town) -> None:
+    client = as_user(app.test_client(), "admin-campaign@x.org")
+    farid = town.ids[FARID]
+    assert _statuses(farid) == {"alpha-camp": "active", "beta-zone": "active"}
+    response = client.post(
+        f"/admin/volunteers/{farid}/opt-out",
+        data={"csrf_token": token(client, "/admin/volunteers")},
+    )
+    assert response.status_code == 302
+    assert _statuses(farid) == {"alpha-camp": "opted_out", "beta-zone": "active"}
+
+
+def test_a_scoped_admin_erases_someone_wholly_in_scope(app: Flask, town: Town) -> None:
+    client = as_user(app.test_client(), "admin-campaign@x.org")
+    asha = town.ids[ASHA]
+    response = client.post(
+        f"/admin/volunteers/{asha}/erase", data={"csrf_token": token(client, "/admin/volunteers")}
+    )
+    assert response.status_code == 302
+    erased = db.session.get(Volunteer, asha)
+    assert erased is not None and erased.status == "erased" and erased.phone != ASHA
