@@ -33,7 +33,13 @@ from signup.phones import mask
 from signup.users import services as users
 from signup.users.models import Role, User, UserCampaign, UserState
 from signup.volunteers.models import Subscription, Volunteer
-from tests.integration.admin_helpers import PASSWORD, as_user, new_request_globals, token
+from tests.integration.admin_helpers import (
+    CSRF_RE,
+    PASSWORD,
+    as_user,
+    new_request_globals,
+    token,
+)
 from tests.integration.factories import campaign, inbound
 
 pytestmark = pytest.mark.usefixtures("db_session", "fresh_limits")
@@ -370,3 +376,16 @@ def test_a_scoped_admin_erases_someone_wholly_in_scope(app: Flask, town: Town) -
     assert response.status_code == 302
     erased = db.session.get(Volunteer, asha)
     assert erased is not None and erased.status == "erased" and erased.phone != ASHA
+
+
+@pytest.mark.parametrize("path", ["/admin/volunteers", "/admin/volunteers/export.csv"])
+def test_a_campaign_beyond_the_scope_is_answered_like_an_unknown_one(
+    app: Flask, town: Town, path: str
+) -> None:
+    client = as_user(app.test_client(), "organiser-campaign@x.org")
+    beyond = client.get(f"{path}?campaign=beta-zone")
+    new_request_globals()
+    unknown = client.get(f"{path}?campaign=zeta-zone")
+    assert beyond.status_code == unknown.status_code == 400
+    answer = CSRF_RE.sub("", beyond.get_data(as_text=True)).replace("beta-zone", "zeta-zone")
+    assert answer == CSRF_RE.sub("", unknown.get_data(as_text=True))

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from signup.extensions import db
 from signup.users.models import User
+from signup.users.services import check_password
 from tests.integration.admin_helpers import as_user, new_request_globals, token
 
 pytestmark = pytest.mark.usefixtures("db_session", "fresh_limits")
@@ -49,6 +50,8 @@ def _password_change(app: Flask, world: dict[str, Any], client: FlaskClient) -> 
     )
     assert result.exit_code == 0, result.output
     assert "@" in result.output and "passphrase" not in result.output
+    db.session.expire_all()
+    assert check_password(_account(VICTIM), "a brand new passphrase")
 
 
 def _role_change(app: Flask, world: dict[str, Any], client: FlaskClient) -> None:
@@ -132,3 +135,23 @@ def test_a_malformed_or_stale_session_id_is_no_session(app: Flask, value: str) -
 
     with app.app_context():
         assert load_user(value) is None
+
+
+@pytest.mark.parametrize(
+    ("email", "password", "error"),
+    [
+        ("nobody@x.org", "a brand new passphrase", "no account with email nobody@x.org"),
+        (VICTIM, "short", "password must be at least 12 characters"),
+    ],
+)
+def test_set_password_refuses_bad_input_and_changes_nothing(
+    app: Flask, world: dict[str, Any], email: str, password: str, error: str
+) -> None:
+    before = (_account(VICTIM).password_hash, _account(VICTIM).session_epoch)
+    result = app.test_cli_runner().invoke(
+        args=["user", "set-password", "--email", email], env={"SIGNUP_PASSWORD": password}
+    )
+    assert result.exit_code != 0
+    assert [line for line in result.stderr.splitlines() if line.strip()] == [f"Error: {error}"]
+    db.session.expire_all()
+    assert (_account(VICTIM).password_hash, _account(VICTIM).session_epoch) == before
