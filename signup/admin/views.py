@@ -263,7 +263,7 @@ def _confirmed_action(volunteer_id: int, action: str) -> BaseResponse | str:
     db.session.commit()
     for message_id in to_send:
         publish(send_message, message_id)
-    flash("Opted out of every campaign." if action == "opt-out" else "Erased.", "info")
+    flash("Opted out of every campaign you can see." if action == "opt-out" else "Erased.", "info")
     if action == "erase":
         return redirect(url_for("admin.volunteers"))
     return redirect(url_for("admin.volunteer", volunteer_id=volunteer_id))
