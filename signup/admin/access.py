@@ -1,11 +1,24 @@
-"""Who may see and do what: roles, and the campaigns or states an account is limited to."""
+"""Who may see and do what: roles, and the campaigns or states an account is limited to.
+
+Every collection the admin shows (volunteers, subscriptions, messages, consent events, calls,
+campaign slugs, dashboard figures) is filtered by the clauses here, and only here.
+
+A scoped account (limited to some campaigns or states, whatever its role) never reaches beyond
+its scope: a scoped admin may do what an organiser does within it, opt a volunteer out of the
+campaigns in it, and change the settings of the campaigns it is limited to (when it is not also
+limited to states: a campaign spans states). Managing accounts (so never widening its own
+scope), creating campaigns, the audit log, imports and calls to no campaign need an unscoped
+account.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import ColumnElement, select, true
 
+from signup.calls.models import Call
 from signup.extensions import db
 from signup.users.models import Role, User, UserCampaign, UserState
 from signup.volunteers.models import Subscription, Volunteer
@@ -36,6 +49,25 @@ class Access:
         return self.role is Role.ADMIN
 
     @property
+    def is_scoped(self) -> bool:
+        """True when the account is limited to some campaigns or states."""
+        return self.campaign_ids is not None or self.states is not None
+
+    @property
+    def is_full_admin(self) -> bool:
+        """An unscoped admin: manages accounts, creates campaigns, reads the audit log."""
+        return self.is_admin and not self.is_scoped
+
+    @property
+    def manages_campaigns(self) -> bool:
+        """Admins change campaigns, unless limited to states (a campaign spans states)."""
+        return self.is_admin and self.states is None
+
+    def manages_campaign(self, campaign_id: int) -> bool:
+        """True when this account may open and change this campaign."""
+        return self.manages_campaigns and self.sees_campaign(campaign_id)
+
+    @property
     def masks_phones(self) -> bool:
         """Viewers see numbers like +91 99XXX XX181."""
         return self.role is Role.VIEWER
@@ -51,6 +83,22 @@ class Access:
             )
         if self.states is not None:
             clause = clause & Volunteer.state.in_(self.states)
+        return clause
+
+    def campaign_condition(self, campaign_id: Any) -> ColumnElement[bool]:
+        """The WHERE clause limiting rows tied to a campaign (by this column) to the scope's."""
+        if self.campaign_ids is None:
+            return true()
+        condition: ColumnElement[bool] = campaign_id.in_(sorted(self.campaign_ids))
+        return condition
+
+    def calls_condition(self) -> ColumnElement[bool]:
+        """The WHERE clause limiting calls: to the scope's campaigns, and callers in its states."""
+        clause = self.campaign_condition(Call.campaign_id)
+        if self.states is not None:
+            clause = clause & Call.caller.in_(
+                select(Volunteer.phone).where(Volunteer.state.in_(self.states))
+            )
         return clause
 
     def sees_campaign(self, campaign_id: int) -> bool:

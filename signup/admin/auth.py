@@ -9,29 +9,37 @@ from typing import Any, TypeVar
 
 from flask import abort, current_app, g, redirect, request, session, url_for
 from flask_login import current_user, logout_user
-from sqlalchemy import func, select
 from werkzeug.wrappers import Response
 
 from signup import clock
 from signup.admin.access import Access, access_for
 from signup.extensions import db, login_manager
 from signup.users.models import User
-from signup.users.services import HASHER, check_password
+from signup.users.services import HASHER, check_password, find_by_email
 
 F = TypeVar("F", bound=Callable[..., Any])
 DUMMY_HASH = HASHER.hash("not a real password, only spends the same time")
 
 
 @login_manager.user_loader
-def load_user(user_id: str) -> User | None:
-    """Flask-Login: the account behind a session, if it still exists and is active."""
-    user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
-    return user if user is not None and user.active else None
+def load_user(session_id: str) -> User | None:
+    """Flask-Login: the account behind a session, if it is active and the session not ended.
+
+    The session holds "<user id>:<session epoch>" (User.get_id); logout, deactivation and a
+    change of password, role or scope bump the epoch, so every older copy of the cookie fails.
+    """
+    user_id, _, epoch = session_id.partition(":")
+    if not (user_id.isdigit() and epoch.isdigit()):
+        return None
+    user = db.session.get(User, int(user_id))
+    if user is None or not user.active or user.session_epoch != int(epoch):
+        return None
+    return user
 
 
 def authenticate(email: str, password: str) -> User | None:
     """The account for these credentials, or None; unknown and wrong take the same time."""
-    user = db.session.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
+    user = find_by_email(email)
     if user is None or not user.active:
         check_password(User(password_hash=DUMMY_HASH), password)
         return None
@@ -73,6 +81,15 @@ def enforce_idle_timeout() -> Response | None:
         return redirect(url_for("admin.login", next=request.path, expired=1))
     session["seen"] = now
     return None
+
+
+def log_out() -> None:
+    """End this session and every copy of it: the account's epoch moves on (flushes)."""
+    account = db.session.get(User, current_user.id)
+    if account is not None:
+        account.end_sessions()
+        db.session.flush()
+    logout_user()
 
 
 def login_required(func: F) -> F:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, func, select, true
+from sqlalchemy import func, select
 
 from signup import clock
 from signup.admin.access import Access
@@ -33,12 +33,6 @@ class Dashboard:
     unrouted: list[tuple[str, int]] = field(default_factory=list)
 
 
-def _calls_scope(access: Access) -> ColumnElement[bool]:
-    if access.campaign_ids is None:
-        return true()
-    return Call.campaign_id.in_(access.campaign_ids)
-
-
 def _buckets(
     access: Access,
     since: datetime,
@@ -53,7 +47,7 @@ def _buckets(
     counts = dict(
         reads.execute(
             select(bucket, func.count())
-            .where(Call.received_at >= since, _calls_scope(access))
+            .where(Call.received_at >= since, access.calls_condition())
             .group_by(bucket)
         ).all()
     )
@@ -77,7 +71,7 @@ def build(access: Access, timezone: str) -> Dashboard:
     board.calls_by_day = _buckets(access, day_start, zone, "day", "%d %b", timedelta(days=1), 30)
 
     scope = access.condition() & (Volunteer.status != VolunteerStatus.ERASED)
-    calls_in_scope = _calls_scope(access)
+    calls_in_scope = access.calls_condition()
     in_scope_messages = Message.volunteer_id.in_(select(Volunteer.id).where(scope))
     sent_states = [MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.UNDELIVERED]
     board.funnel = [
@@ -147,17 +141,15 @@ def build(access: Access, timezone: str) -> Dashboard:
         select(Campaign.slug, Campaign.name, Subscription.status, func.count())
         .join(Subscription, Subscription.campaign_id == Campaign.id)
         .join(Volunteer, Volunteer.id == Subscription.volunteer_id)
-        .where(scope)
+        .where(scope, access.campaign_condition(Campaign.id))
         .group_by(Campaign.slug, Campaign.name, Subscription.status)
     )
     per_campaign: dict[tuple[str, str], list[int]] = {}
     for slug, name, status, n in rows:
-        if not _campaign_visible(access, slug):
-            continue
         counts = per_campaign.setdefault((slug, name), [0, 0])
         counts[0 if status == VolunteerStatus.ACTIVE else 1] += n
     board.campaigns = [(slug, name, a, o) for (slug, name), (a, o) in sorted(per_campaign.items())]
-    if access.is_admin:
+    if access.is_full_admin:  # calls to no campaign are in no scope
         board.unrouted = [
             (called or "(none)", n)
             for called, n in reads.execute(
@@ -169,10 +161,3 @@ def build(access: Access, timezone: str) -> Dashboard:
             )
         ]
     return board
-
-
-def _campaign_visible(access: Access, slug: str) -> bool:
-    if access.campaign_ids is None:
-        return True
-    campaign_id = reads.scalar(select(Campaign.id).where(Campaign.slug == slug))
-    return campaign_id is not None and campaign_id in access.campaign_ids

@@ -21,6 +21,7 @@ __all__ = [
     "AuditEntry",
     "Page",
     "audit",
+    "campaigns_for",
     "edit",
     "erase",
     "history",
@@ -123,7 +124,8 @@ def list_page(
             if sort != "last_call"
             else _encode((last.last_call_at or EPOCH).isoformat(), last.id)
         )
-    slugs = campaign_slugs([r.id for r in rows], reads.execute) if rows else {}
+    seen = filters.campaigns_seen()
+    slugs = campaign_slugs([r.id for r in rows], reads.execute, seen) if rows else {}
     return Page(rows, slugs, next_cursor)
 
 
@@ -155,20 +157,20 @@ def history(volunteer_id: int, access: Access) -> History:
     """The volunteer's campaigns, last calls and messages, and full consent history."""
     volunteer = visible_volunteer(volunteer_id, access)
     result = History(volunteer)
+    in_scope = access.campaign_condition(Campaign.id)  # B's rows never reach a page of A's
     result.campaigns = [
         (c, s)
         for c, s in db.session.execute(
             select(Campaign, Subscription)
             .join(Subscription, Subscription.campaign_id == Campaign.id)
-            .where(Subscription.volunteer_id == volunteer.id)
+            .where(Subscription.volunteer_id == volunteer.id, in_scope)
             .order_by(Campaign.slug)
         )
-        if access.sees_campaign(c.id)
     ]
     result.calls = list(
         db.session.scalars(
             select(Call)
-            .where(Call.caller == volunteer.phone)
+            .where(Call.caller == volunteer.phone, access.calls_condition())
             .order_by(Call.received_at.desc())
             .limit(50)
         )
@@ -178,7 +180,7 @@ def history(volunteer_id: int, access: Access) -> History:
         for m, slug in db.session.execute(
             select(Message, Campaign.slug)
             .join(Campaign, Campaign.id == Message.campaign_id)
-            .where(Message.volunteer_id == volunteer.id)
+            .where(Message.volunteer_id == volunteer.id, in_scope)
             .order_by(Message.id.desc())
             .limit(50)
         )
@@ -188,11 +190,20 @@ def history(volunteer_id: int, access: Access) -> History:
         for e, slug in db.session.execute(
             select(ConsentEvent, Campaign.slug)
             .join(Campaign, Campaign.id == ConsentEvent.campaign_id)
-            .where(ConsentEvent.volunteer_id == volunteer.id)
+            .where(ConsentEvent.volunteer_id == volunteer.id, in_scope)
             .order_by(ConsentEvent.id)
         )
     ]
     return result
+
+
+def campaigns_for(access: Access) -> list[Campaign]:
+    """The campaigns this account sees, oldest first."""
+    return list(
+        db.session.scalars(
+            select(Campaign).where(access.campaign_condition(Campaign.id)).order_by(Campaign.id)
+        )
+    )
 
 
 EDITABLE = ("name", "notes", "state", "district", "pincode", "language")
@@ -234,7 +245,7 @@ def edit(volunteer_id: int, access: Access, values: dict[str, str]) -> list[str]
 
 
 def opt_out(volunteer_id: int, access: Access) -> list[int]:
-    """An admin withdraws a volunteer from every campaign (on their request); returns SMS ids."""
+    """An admin withdraws a volunteer from every campaign in scope (on request); returns SMS ids."""
     if not access.is_admin:
         raise PermissionError("opt_out")
     volunteer = visible_volunteer(volunteer_id, access, lock=True)
@@ -245,7 +256,9 @@ def opt_out(volunteer_id: int, access: Access) -> list[int]:
         select(Campaign)
         .join(Subscription, Subscription.campaign_id == Campaign.id)
         .where(
-            Subscription.volunteer_id == volunteer.id, Subscription.status == VolunteerStatus.ACTIVE
+            Subscription.volunteer_id == volunteer.id,
+            Subscription.status == VolunteerStatus.ACTIVE,
+            access.campaign_condition(Campaign.id),
         )
     ):
         to_send += volunteers.opt_out(volunteer, campaign, phone, evidence).message_ids
@@ -254,10 +267,20 @@ def opt_out(volunteer_id: int, access: Access) -> list[int]:
 
 
 def erase(volunteer_id: int, access: Access) -> None:
-    """An admin erases a volunteer (after a confirmation step in the UI)."""
+    """An admin erases a volunteer (after a confirmation step in the UI).
+
+    Erasure removes the person from every campaign, so a campaign-scoped admin may erase only
+    someone who is in no campaign beyond the scope (PermissionError otherwise).
+    """
     if not access.is_admin:
         raise PermissionError("erase")
     volunteer = visible_volunteer(volunteer_id, access, lock=True)
+    beyond = select(Subscription.volunteer_id).where(
+        Subscription.volunteer_id == volunteer.id,
+        ~access.campaign_condition(Subscription.campaign_id),
+    )
+    if db.session.scalar(beyond.limit(1)) is not None:
+        raise PermissionError("erase")
     erasure.erase_volunteer(volunteer)
     audit(access, "erase", {"volunteer": volunteer.id})
 

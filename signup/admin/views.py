@@ -21,7 +21,7 @@ from flask import (
     stream_with_context,
     url_for,
 )
-from flask_login import login_user, logout_user
+from flask_login import login_user
 from werkzeug.wrappers import Response as BaseResponse
 
 from signup import clock
@@ -132,8 +132,9 @@ def login() -> BaseResponse | str | tuple[str, int]:
 @bp.post("/logout")
 @auth.login_required
 def logout() -> BaseResponse:
-    """End the session."""
-    logout_user()
+    """End the session: this copy and every other copy of it, on the server."""
+    auth.log_out()
+    db.session.commit()
     return redirect(url_for("admin.login"))
 
 
@@ -176,7 +177,7 @@ def _filters() -> VolunteerFilter:
 def volunteers() -> str | tuple[str, int]:
     """Search, filter, sort and page through the volunteers this account may see."""
     access = auth.current_access()
-    visible = [c for c in campaigns.list_campaigns() if access.sees_campaign(c.id)]
+    visible = services.campaigns_for(access)
     try:
         page = services.list_page(
             _filters(), sort=request.args.get("sort", "joined"), cursor=request.args.get("after")
@@ -252,14 +253,17 @@ def _confirmed_action(volunteer_id: int, action: str) -> BaseResponse | str:
     if request.method == "GET" or not form.validate_on_submit():
         return render_template("admin/confirm.html", record=record, action=action, form=form)
     to_send: list[int] = []
-    if action == "opt-out":
-        to_send = services.opt_out(volunteer_id, access)
-    else:
-        services.erase(volunteer_id, access)
+    try:
+        if action == "opt-out":
+            to_send = services.opt_out(volunteer_id, access)
+        else:
+            services.erase(volunteer_id, access)
+    except PermissionError:
+        abort(403)
     db.session.commit()
     for message_id in to_send:
         publish(send_message, message_id)
-    flash("Opted out of every campaign." if action == "opt-out" else "Erased.", "info")
+    flash("Opted out of every campaign you can see." if action == "opt-out" else "Erased.", "info")
     if action == "erase":
         return redirect(url_for("admin.volunteers"))
     return redirect(url_for("admin.volunteer", volunteer_id=volunteer_id))
@@ -317,7 +321,7 @@ def export() -> BaseResponse:
 
 
 @bp.get("/audit")
-@auth.require(lambda access: access.is_admin)
+@auth.require(lambda access: access.is_full_admin)
 def audit() -> str:
     """Admins read the audit log."""
     entries = [(e, json.loads(e.detail or "{}")) for e in services.audit_entries()]
@@ -392,7 +396,7 @@ def _user_form_values() -> dict[str, Any]:
 
 
 @bp.route("/users", methods=["GET", "POST"])
-@auth.require(lambda access: access.is_admin)
+@auth.require(lambda access: access.is_full_admin)
 def users() -> BaseResponse | str | tuple[str, int]:
     """Admins list accounts and create new ones (with their role and scope)."""
     form = ConfirmForm()
@@ -436,7 +440,7 @@ def users() -> BaseResponse | str | tuple[str, int]:
 
 
 @bp.post("/users/<int:user_id>")
-@auth.require(lambda access: access.is_admin)
+@auth.require(lambda access: access.is_full_admin)
 def user_update(user_id: int) -> BaseResponse:
     """Admins change an account's role, status and scope."""
     if not ConfirmForm().validate_on_submit():
@@ -468,12 +472,14 @@ def _campaign_values() -> dict[str, str | None]:
 
 
 @bp.route("/campaigns", methods=["GET", "POST"])
-@auth.require(lambda access: access.is_admin)
+@auth.require(lambda access: access.manages_campaigns)
 def campaigns_page() -> BaseResponse | str | tuple[str, int]:
-    """Admins list campaigns and create new ones."""
+    """Admins list the campaigns they manage; unscoped admins create new ones."""
     form = ConfirmForm()
     error = None
     if request.method == "POST":
+        if not auth.current_access().is_full_admin:
+            abort(403)
         if not form.validate_on_submit():
             abort(400)
         values = _campaign_values()
@@ -492,7 +498,7 @@ def campaigns_page() -> BaseResponse | str | tuple[str, int]:
             return redirect(url_for("admin.campaign_page", slug=created.slug))
     page = render_template(
         "admin/campaigns.html",
-        items=campaigns.list_campaigns(),
+        items=services.campaigns_for(auth.current_access()),
         form=form,
         error=error,
         access=auth.current_access(),
@@ -501,11 +507,11 @@ def campaigns_page() -> BaseResponse | str | tuple[str, int]:
 
 
 @bp.route("/campaigns/<slug>", methods=["GET", "POST"])
-@auth.require(lambda access: access.is_admin)
+@auth.require(lambda access: access.manages_campaigns)
 def campaign_page(slug: str) -> BaseResponse | str | tuple[str, int]:
     """Admins change a campaign, its DLT registration and templates, and its blackouts."""
     campaign = campaigns.get_by_slug(slug)
-    if campaign is None:
+    if campaign is None or not auth.current_access().manages_campaign(campaign.id):
         abort(404)
     form = ConfirmForm()
     if request.method == "POST":

@@ -44,6 +44,20 @@ def check_password(user: User, password: str) -> bool:
         return False
 
 
+def find_by_email(email: str) -> User | None:
+    """The account with this email, whatever its case."""
+    return db.session.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
+
+
+def set_password(user: User, password: str) -> None:
+    """Replace an account's password (flushes); every session of the account ends."""
+    if len(password) < MIN_PASSWORD:
+        raise ValidationError(f"password must be at least {MIN_PASSWORD} characters")
+    user.password_hash = off_loop(HASHER.hash, password)
+    user.end_sessions()
+    db.session.flush()
+
+
 def list_users() -> list[User]:
     """Every account, by email."""
     return list(db.session.scalars(select(User).order_by(User.email)))
@@ -77,6 +91,10 @@ def update_user(
     if user.id == acting_user_id and (role != Role.ADMIN or not active):
         raise ValidationError("you cannot remove your own admin role or deactivate yourself")
     cleaned_states = sorted({s.strip()[:64] for s in states if s.strip()})
+    old_campaigns, old_states = scope_of(user)
+    old = (user.role, user.active, sorted(old_campaigns), old_states)
+    if old != (role, active, sorted(set(campaign_ids)), cleaned_states):
+        user.end_sessions()  # a new role, status or scope starts from a fresh login
     user.role, user.active = role, active
     db.session.execute(delete(UserCampaign).where(UserCampaign.user_id == user.id))
     db.session.execute(delete(UserState).where(UserState.user_id == user.id))

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, select, true
 
 from signup.campaigns.models import Campaign
 from signup.database import dialect_name, id_in
@@ -46,7 +46,11 @@ class Scope(Protocol):
     """Limits what an account sees (signup.admin.access.Access)."""
 
     def condition(self) -> ColumnElement[bool]:
-        """The WHERE clause for this account."""
+        """The WHERE clause for this account's volunteers."""
+        ...
+
+    def campaign_condition(self, campaign_id: Any) -> ColumnElement[bool]:
+        """The WHERE clause for this account's campaigns, on a campaign id column."""
         ...
 
 
@@ -86,7 +90,7 @@ class VolunteerFilter:
             clause = clause & (Volunteer.status == self.status)
         if self.campaign:
             campaign_id = db.session.scalar(
-                select(Campaign.id).where(Campaign.slug == self.campaign)
+                select(Campaign.id).where(Campaign.slug == self.campaign, self.campaigns_seen())
             )
             if campaign_id is None:
                 raise ValidationError(f"no campaign with slug '{self.campaign}'")
@@ -110,6 +114,10 @@ class VolunteerFilter:
                 clause = clause & Volunteer.name.ilike(pattern, escape="\\")
         return clause
 
+    def campaigns_seen(self) -> ColumnElement[bool]:
+        """The WHERE clause on Campaign.id for the campaigns the asking account sees."""
+        return true() if self.scope is None else self.scope.campaign_condition(Campaign.id)
+
 
 def safe_cell(value: str) -> str:
     """Neutralise a text cell that a spreadsheet would run as a formula; drop carriage returns."""
@@ -121,17 +129,20 @@ def _when(value: datetime | None, zone: ZoneInfo) -> str:
 
 
 def campaign_slugs(
-    volunteer_ids: list[int], execute: Callable[[Any], Any] | None = None
+    volunteer_ids: list[int],
+    execute: Callable[[Any], Any] | None = None,
+    seen: ColumnElement[bool] | None = None,
 ) -> dict[int, list[str]]:
     """Each volunteer's campaign slugs, sorted, for one batch of volunteers.
 
     `execute` runs the query (the admin list passes the replica's); the session's by default.
+    `seen` limits the campaigns to those the account sees (VolunteerFilter.campaigns_seen).
     """
     slugs: dict[int, list[str]] = defaultdict(list)
     rows = (execute or db.session.execute)(
         select(Subscription.volunteer_id, Campaign.slug)
         .join(Campaign, Campaign.id == Subscription.campaign_id)
-        .where(id_in(Subscription.volunteer_id, volunteer_ids))
+        .where(id_in(Subscription.volunteer_id, volunteer_ids), true() if seen is None else seen)
         .order_by(Campaign.slug)
     )
     for volunteer_id, slug in rows:
@@ -168,7 +179,7 @@ def iter_rows(filters: VolunteerFilter, timezone: str) -> Iterator[list[Any]]:
         ).all()
         if not batch:
             return
-        slugs = campaign_slugs([row.id for row in batch])
+        slugs = campaign_slugs([row.id for row in batch], seen=filters.campaigns_seen())
         for row in batch:
             yield [
                 row.phone,
@@ -207,7 +218,8 @@ class CsvExport:
             from signup.volunteers.pgcopy import copy_export  # it imports this module
 
             yield (BOM + ",".join(COLUMNS) + "\n").encode()
-            for rows, block in copy_export(self.filters.condition(), self.timezone):
+            condition, seen = self.filters.condition(), self.filters.campaigns_seen()
+            for rows, block in copy_export(condition, self.timezone, seen):
                 self.rows += rows
                 yield block
         else:

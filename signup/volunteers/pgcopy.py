@@ -79,17 +79,22 @@ class StoppedError(Exception):
     """The export was abandoned (the client went away): readers stop."""
 
 
-def copy_export(condition: ColumnElement[bool], timezone: str) -> Iterator[Block]:
-    """The CSV rows (no header) of the volunteers matching `condition`, in id order, in blocks."""
+def copy_export(
+    condition: ColumnElement[bool], timezone: str, seen: ColumnElement[bool] | None = None
+) -> Iterator[Block]:
+    """The CSV rows (no header) of the volunteers matching `condition`, in id order, in blocks.
+
+    `seen` (on Campaign.id) limits the campaigns column to the asking account's campaigns.
+    """
     bind = db.session.get_bind()
     if isinstance(bind, Engine) and not _has_written():
-        yield from _parallel(bind, condition, timezone)
+        yield from _parallel(bind, condition, timezone, seen)
         return
     # Rows this transaction wrote are invisible to other connections: copy on this one alone.
     raw = db.session.connection().connection.driver_connection
     assert isinstance(raw, psycopg.Connection)
     _settings(raw, timezone)
-    export = Export(raw, bind.dialect, condition, timezone)
+    export = Export(raw, bind.dialect, condition, timezone, seen)
     yield from read_copy(raw, export.sql(None, None), None, export.frame)
 
 
@@ -118,7 +123,9 @@ def _settings(raw: psycopg.Connection[Any], timezone: str) -> None:
     )
 
 
-def _parallel(engine: Engine, condition: ColumnElement[bool], timezone: str) -> Iterator[Block]:
+def _parallel(
+    engine: Engine, condition: ColumnElement[bool], timezone: str, seen: ColumnElement[bool] | None
+) -> Iterator[Block]:
     """Copy id segments on STREAMS connections that share a snapshot; yield them in id order."""
     pooled = [engine.raw_connection() for _ in range(STREAMS)]
     raws: list[psycopg.Connection[Any]] = []
@@ -135,7 +142,7 @@ def _parallel(engine: Engine, condition: ColumnElement[bool], timezone: str) -> 
         assert snapshot is not None
         for other in raws[1:]:
             _begin(other, timezone, str(snapshot[0]))
-        export = Export(first, engine.dialect, condition, timezone)
+        export = Export(first, engine.dialect, condition, timezone, seen)
         low, high = first.execute("SELECT min(id), max(id) FROM volunteers").fetchone() or (0, 0)
         queries = [export.sql(after, upto) for after, upto in segments(low, high)]
         readers = [
@@ -176,12 +183,13 @@ class Export:
         dialect: Dialect,
         condition: ColumnElement[bool],
         timezone: str,
+        seen: ColumnElement[bool] | None = None,
     ) -> None:
         self.raw = raw
         self.dialect = dialect
         self.condition = condition
         self.timezone = timezone
-        self.campaigns = campaigns_in_slug_order(raw)
+        self.campaigns = campaigns_in_slug_order(raw, dialect, seen)
         self.stored = stored_cells_zone(raw) == timezone
         self.frame = BINARY_FRAME if self.stored else 0  # bytes before each row's line
 
@@ -346,11 +354,23 @@ def _abandon(raw: psycopg.Connection[Any]) -> None:
         pass
 
 
-def campaigns_in_slug_order(raw: psycopg.Connection[Any]) -> list[tuple[int, str]]:
-    """Every campaign's id and slug, in slug order (the database's collation, as elsewhere)."""
-    return [
-        (int(i), str(s)) for i, s in raw.execute("SELECT id, slug FROM campaigns ORDER BY slug")
-    ]
+def campaigns_in_slug_order(
+    raw: psycopg.Connection[Any],
+    dialect: Dialect | None = None,
+    seen: ColumnElement[bool] | None = None,
+) -> list[tuple[int, str]]:
+    """Each campaign's id and slug (those `seen` allows), in slug order (the database's collation).
+
+    Only these campaigns' slugs can appear in the campaigns column: a bitmask maps no other, and
+    the slug list joins only these.
+    """
+    if seen is None or dialect is None:
+        statement: Any = "SELECT id, slug FROM campaigns ORDER BY slug"
+    else:
+        query = select(Campaign.id, Campaign.slug).where(seen).order_by(Campaign.slug)
+        compiled = query.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+        statement = psycopg.ClientCursor(raw).mogrify(str(compiled), compiled.params)
+    return [(int(i), str(s)) for i, s in raw.execute(statement)]
 
 
 def copy_sql(
@@ -464,10 +484,11 @@ def campaigns_column(
         labels = slug_labels([s for _, s in campaigns], quoted)
         return Grouping(literal(labels, ARRAY(Text)))[per_volunteer.c.mask], per_volunteer
     joined = func.string_agg(Campaign.slug, aggregate_order_by(literal(";"), Campaign.slug))
+    shown = Campaign.id.in_([cid for cid, _ in campaigns])
     slugs = (
         select(subscriber, joined.label("slugs"))
         .join(Campaign, Campaign.id == Subscription.campaign_id)
-        .where(*in_range)
+        .where(*in_range, shown)
         .group_by(Subscription.volunteer_id)
         .subquery()
     )

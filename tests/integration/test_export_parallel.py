@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import gc
+import io
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -148,6 +150,19 @@ def test_many_campaigns_use_the_sorted_aggregate(
     (fast, _), (slow, _) = both(VolunteerFilter(), zone, monkeypatch)
     assert fast == slow
     assert b"a-first;b-second;c-third;d-fourth" in fast
+
+
+@pytest.mark.parametrize("mask_campaigns", [8, 1])  # by bitmask; by the sorted aggregate
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Kolkata"])  # cells formatted, cells stored
+def test_the_campaigns_column_holds_only_the_scopes_campaigns(
+    seeded: list[int], zone: str, mask_campaigns: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pgcopy, "MASK_CAMPAIGNS", mask_campaigns)
+    scoped = Access(0, Role.ORGANISER, frozenset({seeded[0], seeded[2]}), None)
+    (fast, _), (slow, _) = both(VolunteerFilter(scope=scoped), zone, monkeypatch)
+    assert fast == slow
+    rows = csv.DictReader(io.StringIO(fast.decode().lstrip("\ufeff")))
+    assert {row["campaigns"] for row in rows} == {"b-second", "d-fourth", "b-second;d-fourth"}
 
 
 @pytest.mark.parametrize(("zone", "stored"), [("Asia/Kolkata", True), ("UTC", False)])
