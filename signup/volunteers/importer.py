@@ -162,8 +162,13 @@ class MergeResult:
 
 
 def merge(rows: list[ImportRow]) -> MergeResult:
-    """Add new people as `imported` and fill blanks of existing ones; never a second row."""
+    """Add new people as `imported` and fill blanks of existing ones; never a second row.
+
+    Suppressions are checked again here: a person erased after the preview stays erased.
+    """
     good = [row for row in rows if row.error is None and row.phone]
+    erased = erasure.suppressed(row.phone for row in good if row.phone)
+    good = [row for row in good if row.phone not in erased]
     existing = {
         v.phone: v
         for v in db.session.scalars(
