@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
+import threading
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
@@ -340,6 +341,30 @@ def test_a_merge_skips_numbers_erased_after_the_rows_were_checked() -> None:
     assert db.session.scalars(select(Volunteer.phone).where(Volunteer.name.is_not(None))).all() == [
         OTHER
     ]
+
+
+def test_a_merge_racing_an_erasure_does_not_bring_the_person_back(committed: Flask) -> None:
+    """The merge waits for the erasure's lock on the row, then sees its suppression."""
+    campaign()
+    calls.process_call(inbound(MOBILE).id)
+    db.session.commit()
+    rows = importer.check(f"phone,name\n09911278181,{NAME}\n".encode(), "x.csv")
+    erasure.erase(MOBILE)  # flushed, holding the row, not yet committed
+    merged: list[importer.MergeResult] = []
+
+    def confirm() -> None:
+        with committed.app_context():
+            merged.append(importer.merge(rows))
+            db.session.commit()
+
+    racer = threading.Thread(target=confirm)
+    racer.start()
+    racer.join(0.5)
+    assert racer.is_alive()  # waiting for the erasure
+    db.session.commit()
+    racer.join(10)
+    assert merged and merged[0].created == 0
+    assert db.session.scalar(select(func.count()).where(Volunteer.phone == MOBILE)) == 0
 
 
 @pytest.mark.usefixtures("db_session")
