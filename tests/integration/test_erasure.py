@@ -394,6 +394,8 @@ def test_unconfirmed_previews_expire_and_are_purged(app: Flask) -> None:
     db.session.flush()
     with pytest.raises(ValidationError, match="expired"):
         imports.confirm(access, old.id)
+    beat = app.extensions["celery"].conf.beat_schedule.values()
+    assert [e["schedule"] for e in beat if e["task"] == purge_import_previews.name] == [3600.0]
     assert purge_import_previews() == 1
     left = db.session.scalars(select(ImportBatch.filename).order_by(ImportBatch.id)).all()
     assert left == ["fresh.csv", "merged.csv"]
