@@ -58,6 +58,7 @@ from signup.volunteers import erasure, importer
 from signup.volunteers.erasure import TREATMENTS, Kind, Traces
 from signup.volunteers.models import Volunteer
 from tests.helpers import DATABASE_URL, REDIS_URL
+from tests.integration.admin_helpers import as_user, token
 from tests.integration.factories import NUMBER, OPTOUT, campaign, inbound
 
 MOBILE = "+919911278181"
@@ -258,7 +259,26 @@ def world_with_the_person_everywhere(app: Flask, spool: Spool, folder: Path) -> 
     assert no_redis.put(InboundCall("twilio", "CAspool5", OTHER, NUMBER), now) == "file"
 
 
+def erase_by_cli(app: Flask) -> str:
+    result = app.test_cli_runner().invoke(args=["volunteer", "erase", "099112-78181"])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def erase_in_the_admin(app: Flask) -> str:
+    volunteer_id = db.session.scalar(select(Volunteer.id).where(Volunteer.phone == MOBILE))
+    db.session.remove()
+    client = as_user(app.test_client(), "admin@x.org")
+    path = f"/admin/volunteers/{volunteer_id}/erase"
+    response = client.post(path, data={"csrf_token": token(client, path)})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return response.get_data(as_text=True) + client.get("/admin/audit").get_data(as_text=True)
+
+
+@pytest.mark.usefixtures("fresh_limits")
+@pytest.mark.parametrize("erase", [erase_by_cli, erase_in_the_admin], ids=["cli", "admin"])
 def test_an_erased_person_leaves_no_trace_in_the_database_redis_or_spool(
+    erase: Callable[[Flask], str],
     committed: Flask,
     redis_client: redis.Redis,
     tmp_path: Path,
@@ -277,11 +297,10 @@ def test_an_erased_person_leaves_no_trace_in_the_database_redis_or_spool(
 
         assert traces_of(everything()) == [*FORMS, NAME, NOTES]  # the test can see them
         caplog.set_level(logging.DEBUG)
-        result = committed.test_cli_runner().invoke(args=["volunteer", "erase", "099112-78181"])
-        assert result.exit_code == 0, result.output
+        output = erase(committed)
         after = everything()
         assert traces_of(after) == []
-        assert traces_of(caplog.text + result.output) == []
+        assert traces_of(caplog.text + output) == []  # nor in logs, output or the audit page
         assert OTHER in after and "Sita" in after  # only the person was erased
         assert [
             json.loads(x)["provider_call_id"] for x in redis_client.lrange(REDIS_KEY, 0, -1)
