@@ -106,6 +106,7 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "SMS_RATE_BURST": float(_env("SMS_RATE_BURST", "0") or 0),
         "FLOOD_CALLS_PER_HOUR": _int_env("FLOOD_CALLS_PER_HOUR", 10),
         "CALL_RAW_RETENTION_DAYS": _int_env("CALL_RAW_RETENTION_DAYS", 30),
+        "IMPORT_PREVIEW_HOURS": _int_env("IMPORT_PREVIEW_HOURS", 24),
         "SUPPRESSION_KEY": _env("SUPPRESSION_KEY"),
         "ADMIN_IDLE_MINUTES": _int_env("ADMIN_IDLE_MINUTES", 30),
         # Admin sessions: cookies only over https outside development, never readable by

@@ -34,6 +34,7 @@ TASK_QUEUES = {
     "signup.messaging.tasks.relay_messages": SENDING,
     "signup.messaging.tasks.sweep_stale_messages": SENDING,
     "signup.calls.tasks.purge_raw_caller_strings": MAINTENANCE,
+    "signup.admin.tasks.purge_import_previews": MAINTENANCE,
 }
 
 
@@ -80,6 +81,11 @@ def celery_config(app: Flask) -> dict[str, Any]:
             },
             "purge-raw-caller-strings": {
                 "task": "signup.calls.tasks.purge_raw_caller_strings",
+                "schedule": 3600.0,
+                "options": {"expires": 600},
+            },
+            "purge-import-previews": {
+                "task": "signup.admin.tasks.purge_import_previews",
                 "schedule": 3600.0,
                 "options": {"expires": 600},
             },

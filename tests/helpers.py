@@ -17,6 +17,8 @@ ACCOUNT_SID = "AC" + "1" * 32
 PUBLIC_BASE_URL = "https://signup.example.org"
 TABLES = (
     "consent_events",
+    "inbound_messages",
+    "suppressions",
     "messages",
     "subscriptions",
     "calls",

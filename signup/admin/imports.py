@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import delete
 
 from signup import clock
 from signup.admin import services
@@ -46,11 +50,28 @@ def batch_for(access: Access, batch_id: int) -> ImportBatch:
     return batch
 
 
+def _expired_before() -> datetime:
+    """Previews created before this time have expired (IMPORT_PREVIEW_HOURS)."""
+    return clock.now() - timedelta(hours=current_app.config["IMPORT_PREVIEW_HOURS"])
+
+
+def purge_expired_previews() -> int:
+    """Delete unconfirmed previews past their age: their numbers and names wait nowhere."""
+    result = db.session.execute(
+        delete(ImportBatch).where(
+            ImportBatch.merged_at.is_(None), ImportBatch.created_at < _expired_before()
+        )
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 def confirm(access: Access, batch_id: int) -> importer.MergeResult:
     """Merge a previewed batch once; the stored rows are dropped afterwards."""
     batch = batch_for(access, batch_id)
     if batch.merged_at is not None:
         raise ValidationError("this list has already been imported")
+    if batch.created_at < _expired_before():
+        raise ValidationError("this preview has expired; upload the list again")
     rows = rows_of(batch)
     result = importer.merge(rows)
     batch.merged_at = clock.now()

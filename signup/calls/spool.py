@@ -8,6 +8,7 @@ was in fact committed, or is replayed twice, is still one call.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ from signup.calls import services
 from signup.calls.providers.base import InboundCall
 from signup.extensions import db
 from signup.logs import event
+from signup.phones import normalise
 
 log = logging.getLogger(__name__)
 REDIS_KEY = "signup:spool:calls"
@@ -69,11 +71,45 @@ class Spool:
         with self._lock:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # against an erasure rewriting the file
                 os.write(fd, (line + "\n").encode())
                 os.fsync(fd)
             finally:
                 os.close(fd)
         return "file"
+
+    def forget(self, e164: str) -> int:
+        """Erasure: drop every spooled call from or to this number; how many were dropped."""
+        return self._forget_in_redis(e164) + self._forget_in_files(e164)
+
+    def _forget_in_redis(self, e164: str) -> int:
+        if self._redis is None:
+            return 0
+        lines: list[bytes] = self._redis.lrange(REDIS_KEY, 0, -1)  # type: ignore[assignment]
+        dropped = 0
+        for line in {line for line in lines if _concerns(line.decode(), e164)}:
+            dropped += int(self._redis.lrem(REDIS_KEY, 0, line))  # type: ignore[arg-type]
+        return dropped
+
+    def _forget_in_files(self, e164: str) -> int:
+        dropped = 0
+        for path in self.pending_files():
+            try:
+                handle = path.open("r+")
+            except FileNotFoundError:  # replayed meanwhile
+                continue
+            with handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)  # writers append under the same lock
+                lines = [line for line in handle.read().splitlines() if line.strip()]
+                kept = [line for line in lines if not _concerns(line, e164)]
+                if len(kept) != len(lines):
+                    dropped += len(lines) - len(kept)
+                    handle.seek(0)
+                    handle.write("".join(line + "\n" for line in kept))
+                    handle.truncate()
+                    handle.flush()
+                    os.fsync(handle.fileno())
+        return dropped
 
     def pending_files(self) -> list[Path]:
         """Local spool files waiting to be replayed (including a replay that was cut off)."""
@@ -93,7 +129,9 @@ class Spool:
                     path.rename(claimed)  # atomic: one process replays a file
                 except FileNotFoundError:
                     continue
-            lines = [line for line in claimed.read_text().splitlines() if line.strip()]
+            with claimed.open() as handle:
+                fcntl.flock(handle, fcntl.LOCK_SH)  # not while an erasure rewrites it
+                lines = [line for line in handle.read().splitlines() if line.strip()]
             done += _insert([_decode(line) for line in lines])
             claimed.unlink(missing_ok=True)  # another replayer may have finished it too
         return done
@@ -112,6 +150,12 @@ class Spool:
             except Exception:
                 self._redis.lpush(REDIS_KEY, *reversed(lines))
                 raise
+
+
+def _concerns(line: str, e164: str) -> bool:
+    """True when a spooled call is from or to this number."""
+    inbound, _ = _decode(line)
+    return e164 in (normalise(inbound.from_raw).e164, normalise(inbound.to_raw).e164)
 
 
 def _insert(calls: list[tuple[InboundCall, datetime]]) -> int:

@@ -134,8 +134,10 @@ def handle_reply(reply: Reply) -> list[int]:
     phone = normalise(reply.from_raw)
     if word is None or phone.e164 is None:
         return []
-    inbound_id = _record(reply, phone.e164, word)
     volunteer = volunteers.find_by_phone(phone.e164, lock=True)
+    # Evidence about a volunteer keeps their number; anyone else's (an erased person's) is not
+    # stored: the provider's id alone keeps a retry from counting twice.
+    inbound_id = _record(reply, phone.e164 if volunteer else None, word)
     if inbound_id is None or volunteer is None:
         return []
     wanted = VolunteerStatus.OPTED_OUT if word is Keyword.START else VolunteerStatus.ACTIVE

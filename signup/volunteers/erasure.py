@@ -1,21 +1,32 @@
 """Erasure (DPDP s.8(7), s.12): remove a person's data, keep only a keyed hash of the number.
 
 The volunteer row stays as a tombstone (`erased:<id>`) so the append-only consent ledger keeps
-its references; the hash in `suppressions` stops any message to the number until they call us
-again, which is a new, explicit consent.
+its references; the hash in `suppressions` stops any message to the number, and any import of
+it, until they call us again, which is a new, explicit consent.
+
+TREATMENTS says, for every column that can hold text, how erasure treats it; a test fails when
+a table or column is added without an entry here, so erasure stays total by construction.
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import hmac
+import json
 import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
+import phonenumbers
 from flask import current_app
-from sqlalchemy import delete, select, update
+from sqlalchemy import Column, delete, or_, select, update
 
 from signup import clock
 from signup import database as dbx
+from signup.admin.models import AuditEntry, ImportBatch
 from signup.calls.models import Call
 from signup.campaigns.models import Campaign
 from signup.errors import ValidationError
@@ -34,6 +45,104 @@ from signup.volunteers.models import (
 )
 
 log = logging.getLogger(__name__)
+REDACTED = "[erased]"
+
+
+class Kind(enum.StrEnum):
+    """How erasure treats a column."""
+
+    BLANKED = "blanked"  # set to NULL or '' on the erased person's rows
+    REMOVED = "removed"  # the person's entries are taken out (rows, or rows inside JSON)
+    SCRUBBED = "scrubbed"  # free text: every form of the number, and the name, replaced
+    TOMBSTONE = "tombstone"  # replaced by a value that names no one
+    KEYED_HASH = "keyed hash"  # an HMAC under SUPPRESSION_KEY, useless without the key
+    DERIVED = "derived"  # computed by the database from other columns, which are erased
+    NOT_PERSONAL = "not personal"
+
+
+@dataclass(frozen=True, slots=True)
+class Treatment:
+    """A column's treatment at erasure, and why."""
+
+    kind: Kind
+    why: str
+
+
+def _not_personal(why: str) -> Treatment:
+    return Treatment(Kind.NOT_PERSONAL, why)
+
+
+_ENUM = _not_personal("one of a fixed set of codes")
+_PROVIDER_ID = _not_personal("the provider's id of an event, no number in it")
+_CAMPAIGN = _not_personal("a campaign's own setting or published text")
+_ORGANISER = _not_personal("an organiser's account, managed by admins, not a volunteer's data")
+
+# Every column of text, JSON or bytes in the schema (model or migration), by (table, column).
+TREATMENTS: dict[tuple[str, str], Treatment] = {
+    ("volunteers", "phone"): Treatment(Kind.TOMBSTONE, "erased:<id>; a hash in suppressions"),
+    ("volunteers", "name"): Treatment(Kind.BLANKED, "the person's name"),
+    ("volunteers", "state"): Treatment(Kind.BLANKED, "where the person lives"),
+    ("volunteers", "district"): Treatment(Kind.BLANKED, "where the person lives"),
+    ("volunteers", "pincode"): Treatment(Kind.BLANKED, "where the person lives"),
+    ("volunteers", "language"): Treatment(Kind.BLANKED, "the person's language"),
+    ("volunteers", "notes"): Treatment(Kind.BLANKED, "organisers' free text about the person"),
+    ("volunteers", "status"): _ENUM,
+    ("volunteers", "csv_head"): Treatment(Kind.DERIVED, "generated from phone, name and status"),
+    ("volunteers", "csv_tail"): Treatment(Kind.DERIVED, "generated from the blanked columns"),
+    ("calls", "from_raw"): Treatment(Kind.BLANKED, "the caller's number as the provider sent it"),
+    ("calls", "caller"): Treatment(Kind.BLANKED, "the caller's number"),
+    ("calls", "to_raw"): Treatment(Kind.BLANKED, "on calls to the person's number"),
+    ("calls", "called"): Treatment(Kind.BLANKED, "on calls to the person's number"),
+    ("calls", "caller_kind"): _ENUM,
+    ("calls", "outcome"): _ENUM,
+    ("calls", "state"): _ENUM,
+    ("calls", "provider"): _ENUM,
+    ("calls", "provider_call_id"): _PROVIDER_ID,
+    ("messages", "to_phone"): Treatment(Kind.BLANKED, "the person's number"),
+    ("messages", "body"): Treatment(Kind.BLANKED, "the text sent to the person"),
+    ("messages", "error_message"): Treatment(Kind.BLANKED, "a provider's error may quote the To"),
+    ("messages", "kind"): _ENUM,
+    ("messages", "status"): _ENUM,
+    ("messages", "provider"): _ENUM,
+    ("messages", "provider_message_id"): _PROVIDER_ID,
+    ("inbound_messages", "sender"): Treatment(Kind.BLANKED, "the person's number"),
+    ("inbound_messages", "keyword"): _not_personal("a fixed keyword, never the free text"),
+    ("inbound_messages", "provider"): _ENUM,
+    ("inbound_messages", "provider_message_id"): _PROVIDER_ID,
+    ("imports", "rows"): Treatment(
+        Kind.REMOVED, "the person's rows leave unconfirmed previews; previews expire"
+    ),
+    ("imports", "filename"): Treatment(Kind.SCRUBBED, "an organiser may name a file after anyone"),
+    ("audit_log", "detail"): Treatment(Kind.SCRUBBED, "free text an organiser's action produced"),
+    ("audit_log", "action"): _ENUM,
+    ("suppressions", "phone_hash"): Treatment(Kind.KEYED_HASH, "stops messages and imports"),
+    ("consent_events", "event"): _ENUM,
+    ("consent_events", "channel"): _ENUM,
+    ("subscriptions", "status"): _ENUM,
+    ("campaigns", "slug"): _CAMPAIGN,
+    ("campaigns", "name"): _CAMPAIGN,
+    ("campaigns", "number"): _CAMPAIGN,
+    ("campaigns", "optout_number"): _CAMPAIGN,
+    ("campaigns", "language"): _CAMPAIGN,
+    ("campaigns", "sms_text"): _CAMPAIGN,
+    ("campaigns", "optout_text"): _CAMPAIGN,
+    ("campaigns", "help_text"): _CAMPAIGN,
+    ("campaigns", "dlt_entity_id"): _CAMPAIGN,
+    ("campaigns", "dlt_header"): _CAMPAIGN,
+    ("campaigns", "quiet_hours"): _CAMPAIGN,
+    ("campaign_notices", "text"): _CAMPAIGN,
+    ("dlt_templates", "kind"): _CAMPAIGN,
+    ("dlt_templates", "template_id"): _CAMPAIGN,
+    ("dlt_templates", "text"): _CAMPAIGN,
+    ("blackouts", "reason"): _not_personal("why a campaign is silent for a period (a poll)"),
+    ("users", "email"): _ORGANISER,
+    ("users", "password_hash"): _ORGANISER,
+    ("users", "role"): _ORGANISER,
+    ("user_states", "state"): _ORGANISER,
+    ("alembic_version", "version_num"): _not_personal("the schema's revision"),
+}
+# Outside the database: the call spool (signup.calls.spool), in Redis and in files, is purged
+# of the person's calls by Spool.forget(); logs never hold a full number (signup.phones.mask).
 
 
 def phone_hash(e164: str) -> str:
@@ -42,14 +151,58 @@ def phone_hash(e164: str) -> str:
     return hmac.new(key, e164.encode(), hashlib.sha256).hexdigest()
 
 
+def suppressed(phones: Iterable[str]) -> set[str]:
+    """The numbers among these (E.164) that were erased and have not called us since."""
+    by_hash = {phone_hash(phone): phone for phone in phones}
+    if not by_hash:
+        return set()
+    found = db.session.scalars(
+        select(Suppression.phone_hash).where(Suppression.phone_hash.in_(sorted(by_hash)))
+    )
+    return {by_hash[h] for h in found}
+
+
 def is_suppressed(e164: str) -> bool:
     """True when this number was erased and has not called us since."""
-    return db.session.get(Suppression, phone_hash(e164)) is not None
+    return bool(suppressed([e164]))
 
 
 def lift(e164: str) -> None:
     """A new missed call is new consent: the number is no longer suppressed."""
     db.session.execute(delete(Suppression).where(Suppression.phone_hash == phone_hash(e164)))
+
+
+@dataclass(frozen=True, slots=True)
+class Traces:
+    """What identifies a person in free text: every written form of the number, and the name."""
+
+    e164: str
+    name: str | None
+
+    def pattern(self) -> str:
+        """A regular expression, the same in Python and PostgreSQL, for any form of the number.
+
+        The national digits with up to two separators between any two of them match `+91 99112
+        78181`, `099112-78181`, `919911278181` and the rest (a prefix left before the match
+        names no one).
+        """
+        national = str(phonenumbers.parse(self.e164).national_number)
+        return "[ .()/-]{0,2}".join(national)
+
+    def scrub(self, text: str) -> str:
+        """The text with every form of the number and the whole name replaced by [erased]."""
+        text = re.sub(self.pattern(), REDACTED, text)
+        if self.name:
+            words = rf"(?<!\w){re.escape(self.name)}(?!\w)"
+            text = re.sub(words, REDACTED, text, flags=re.IGNORECASE)
+        return text
+
+    def found_in(self, column: Any) -> Any:
+        """A SQL condition preselecting the rows whose column may need scrubbing."""
+        condition = column.regexp_match(self.pattern())
+        if self.name:
+            condition = or_(condition, column.icontains(self.name, autoescape=True))
+        return condition
 
 
 def erase(raw_phone: str) -> Volunteer:
@@ -66,20 +219,54 @@ def erase(raw_phone: str) -> Volunteer:
 
 
 def erase_volunteer(volunteer: Volunteer) -> Volunteer:
-    """Erase one volunteer (locked by the caller); returns the tombstone."""
+    """Erase one volunteer (locked by the caller) everywhere TREATMENTS lists; the tombstone."""
     if volunteer.status == VolunteerStatus.ERASED:
         return volunteer
-    e164 = volunteer.phone
+    traces = Traces(volunteer.phone, volunteer.name)
     at = clock.now()
     db.session.execute(
         dbx.insert(Suppression)
         .values(
-            phone_hash=phone_hash(e164),
+            phone_hash=phone_hash(traces.e164),
             opted_out=volunteer.status == VolunteerStatus.OPTED_OUT,
             created_at=at,
         )
         .on_conflict_do_nothing(index_elements=["phone_hash"])
     )
+    campaigns = _withdraw(volunteer, at)
+    _erase_messages(volunteer.id)
+    _erase_calls(traces.e164)
+    db.session.execute(
+        update(InboundMessage).where(InboundMessage.sender == traces.e164).values(sender=None)
+    )
+    _erase_import_previews(traces)
+    _scrub(AuditEntry.__table__.c.detail, traces)
+    _scrub(ImportBatch.__table__.c.filename, traces)
+    volunteer.phone = f"erased:{volunteer.id}"
+    for column in _blanked("volunteers"):
+        setattr(volunteer, column, None)
+    volunteer.status = VolunteerStatus.ERASED
+    volunteer.erased_at = at
+    db.session.flush()
+    spooled = current_app.extensions["call_spool"].forget(traces.e164)
+    event(
+        log,
+        logging.INFO,
+        "volunteer.erased",
+        volunteer_id=volunteer.id,
+        campaigns=campaigns,
+        spooled_calls=spooled,
+    )
+    return volunteer
+
+
+def _blanked(table: str) -> list[str]:
+    """The columns of a table that erasure blanks, as TREATMENTS lists them."""
+    return [c for (t, c), how in TREATMENTS.items() if t == table and how.kind is Kind.BLANKED]
+
+
+def _withdraw(volunteer: Volunteer, at: Any) -> int:
+    """Record the erasure in the ledger and end every subscription; the number of campaigns."""
     campaigns = db.session.scalars(
         select(Campaign)
         .join(Subscription, Subscription.campaign_id == Campaign.id)
@@ -101,28 +288,51 @@ def erase_volunteer(volunteer: Volunteer) -> Volunteer:
         .where(Subscription.volunteer_id == volunteer.id)
         .values(status=VolunteerStatus.OPTED_OUT, opted_out_at=at)
     )
+    return len(campaigns)
+
+
+def _erase_messages(volunteer_id: int) -> None:
+    """Unsent messages fail; every message loses its number, text and provider error."""
+    db.session.execute(
+        update(Message)
+        .where(Message.volunteer_id == volunteer_id)
+        .values(body="", to_phone="", error_message=None)
+    )
     db.session.execute(
         update(Message)
         .where(
-            Message.volunteer_id == volunteer.id,
+            Message.volunteer_id == volunteer_id,
             Message.status.in_([MessageStatus.PENDING, MessageStatus.QUEUED]),
         )
         .values(status=MessageStatus.FAILED, error_message="erased before sending")
     )
-    db.session.execute(
-        update(Message).where(Message.volunteer_id == volunteer.id).values(body="", to_phone="")
-    )
+
+
+def _erase_calls(e164: str) -> None:
+    """Calls from the number lose caller and raw From; calls to it lose called and raw To."""
     db.session.execute(update(Call).where(Call.caller == e164).values(caller=None, from_raw=None))
-    db.session.execute(
-        update(InboundMessage).where(InboundMessage.sender == e164).values(sender=None)
-    )
-    volunteer.phone = f"erased:{volunteer.id}"
-    volunteer.name = volunteer.state = volunteer.district = volunteer.pincode = None
-    volunteer.language = None
-    volunteer.status = VolunteerStatus.ERASED
-    volunteer.erased_at = at
-    db.session.flush()
-    event(
-        log, logging.INFO, "volunteer.erased", volunteer_id=volunteer.id, campaigns=len(campaigns)
-    )
-    return volunteer
+    db.session.execute(update(Call).where(Call.called == e164).values(called=None, to_raw=None))
+
+
+def _erase_import_previews(traces: Traces) -> None:
+    """Take the person's rows out of every list awaiting confirmation."""
+    for batch in db.session.scalars(
+        select(ImportBatch).where(ImportBatch.merged_at.is_(None)).with_for_update()
+    ):
+        rows = json.loads(batch.rows)
+        kept = [row for row in rows if row.get("phone") != traces.e164]
+        text = traces.scrub(json.dumps(kept, ensure_ascii=False))
+        if len(kept) != len(rows) or text != batch.rows:
+            batch.rows = text
+
+
+def _scrub(column: Column[Any], traces: Traces) -> None:
+    """Scrub the person from a free-text column wherever they appear in it."""
+    table = column.table
+    key = next(iter(table.primary_key.columns))
+    for row_id, value in db.session.execute(
+        select(key, column).where(traces.found_in(column)).with_for_update()
+    ):
+        scrubbed = traces.scrub(value)
+        if scrubbed != value:
+            db.session.execute(update(table).where(key == row_id).values({column: scrubbed}))

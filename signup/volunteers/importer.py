@@ -162,7 +162,11 @@ class MergeResult:
 
 
 def merge(rows: list[ImportRow]) -> MergeResult:
-    """Add new people as `imported` and fill blanks of existing ones; never a second row."""
+    """Add new people as `imported` and fill blanks of existing ones; never a second row.
+
+    Suppressions are checked again here, after the rows are locked (an erasure in progress
+    holds them), so that a person erased after the preview stays erased.
+    """
     good = [row for row in rows if row.error is None and row.phone]
     existing = {
         v.phone: v
@@ -172,6 +176,8 @@ def merge(rows: list[ImportRow]) -> MergeResult:
             .with_for_update(key_share=True)
         )
     }
+    erased = erasure.suppressed(row.phone for row in good if row.phone)
+    good = [row for row in good if row.phone not in erased]
     created = updated = 0
     now = clock.now()
     for row in good:
