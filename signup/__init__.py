@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, redirect, url_for
 from sqlalchemy import event as sa_event
 
 from signup import config as settings
@@ -140,6 +140,8 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(messaging_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(admin_bp)
+    # A person who opens the bare address wants the admin, not a 404.
+    app.add_url_rule("/", "root", lambda: redirect(url_for("admin.index")))
     metrics.init_app(app)
     for webhooks in (calls_bp, messaging_bp):  # providers prove themselves by signature or token
         csrf.exempt(webhooks)

@@ -10,15 +10,19 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import click
 from flask import current_app
 from twilio.request_validator import RequestValidator
 from werkzeug.serving import run_simple
 
+from signup import clock
 from signup.campaigns import services as campaigns
 from signup.extensions import db
 from signup.logs import event
+from signup.messaging import schedule
 from signup.phones import parse_number_argument
 from signup.tasking import QUEUES
 
@@ -175,6 +179,43 @@ class Supervisor:
             event(log, logging.WARNING, "serve.worker_restarted", pid=self._process.pid)
 
 
+def quiet_hours_note(now: datetime) -> str:
+    """What the quiet hours mean for the demo's SMS right now, in the organisers' time."""
+    config = current_app.config
+    zone = ZoneInfo(config["SIGNUP_TIMEZONE"])
+    window = schedule.parse_window(config["SMS_QUIET_HOURS"])
+    if window is None:
+        return "Quiet hours are off: SMS are printed at once."
+    span = f"{window.start:%H:%M}-{window.end:%H:%M} {config['SIGNUP_TIMEZONE']}"
+    if not window.contains(now.astimezone(zone).time()):
+        return f"No SMS goes out during the quiet hours, {span}."
+    until = schedule.next_send_time(now, quiet=window, zone=zone, blackouts=[])
+    return (
+        f"It is inside the quiet hours ({span}) now: SMS wait until "
+        f"{until.astimezone(zone):%H:%M %Z}.\n  Start with SMS_QUIET_HOURS=off to see them at once."
+    )
+
+
+def banner(base: str) -> str:
+    """What a newcomer needs next: where things are, how to try them, why an SMS may wait."""
+    return f"""
+  missed-call signup is running (database: {db.engine.url.render_as_string()})
+    webhooks:  {base}/webhooks/twilio/voice
+    admin:     {base}/admin/  (first create an account in another terminal:
+               .venv/bin/signup user create --email you@example.org --role admin)
+
+  SMS are printed here instead of sent.
+  {quiet_hours_note(clock.now())}
+  Each call's outcome is logged here as a `call.processed` line, the number masked.
+
+  In another terminal:
+    give a missed call:   .venv/bin/signup simulate-call "+91 99112 78181" --url {base}
+    opt out:              .venv/bin/signup simulate-call 9911278181 \\
+                            --to {DEMO_OPTOUT_NUMBER} --url {base}
+    see the volunteers:   .venv/bin/signup export volunteers --output -
+"""
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
@@ -192,17 +233,7 @@ def serve(host: str, port: int, demo: bool) -> None:
         db.session.commit()
     worker = Supervisor(worker_command(), os.environ.copy())
     worker.start()
-    base = f"http://{host}:{port}"
-    click.echo(f"""
-  missed-call signup is running at {base} (database: {db.engine.url.render_as_string()})
-  SMS are printed here instead of sent.
-
-  In another terminal:
-    give a missed call:   .venv/bin/signup simulate-call "+91 99112 78181" --url {base}
-    opt out:              .venv/bin/signup simulate-call 9911278181 \\
-                            --to {DEMO_OPTOUT_NUMBER} --url {base}
-    see the volunteers:   .venv/bin/signup export volunteers --output -
-""")
+    click.echo(banner(f"http://{host}:{port}"))
     # SIGTERM (from a supervisor, a test or our own watcher giving up) stops the worker too.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(worker.exit_code))
     try:
