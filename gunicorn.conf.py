@@ -7,7 +7,19 @@ docker-compose.yml) sets the worker class, workers and bind address.
 from __future__ import annotations
 
 import gc
+import sys
 from typing import Any
+
+from signup.config import ConfigError, check_environment
+
+
+def on_starting(server: Any) -> None:
+    """Refuse a bad setting in the master with one line, before any worker boots and fails."""
+    try:
+        check_environment()
+    except ConfigError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 def post_worker_init(worker: Any) -> None:
