@@ -197,7 +197,15 @@ BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
 
 # Read by docker-compose.yml, not by the app, but present in the containers' environment (.env).
 COMPOSE_ONLY = frozenset(
-    {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB", "WEB_PUBLISH", "SENDER_CONCURRENCY"}
+    {
+        "POSTGRES_USER",
+        "POSTGRES_PASSWORD",
+        "POSTGRES_DB",
+        "POSTGRES_APP_USER",
+        "POSTGRES_APP_PASSWORD",
+        "WEB_PUBLISH",
+        "SENDER_CONCURRENCY",
+    }
 )
 MISSPELLING_CUTOFF = 0.85  # difflib ratio: SMS_MAX_ATTEMPT is 0.97, TEST_DATABASE_URL 0.83
 

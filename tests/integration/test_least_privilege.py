@@ -7,7 +7,10 @@ and check every table, trigger and function of the schema, then the app's normal
 
 from __future__ import annotations
 
+import os
 import secrets
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +29,8 @@ from signup.volunteers.models import ConsentEvent, Volunteer
 from tests.helpers import DATABASE_URL, base_config, call_params, post_signed
 from tests.integration.factories import NUMBER, OPTOUT, campaign
 
+ROOT = Path(__file__).resolve().parents[2]
+INIT_SCRIPT = ROOT / "scripts" / "postgres-app-role.sh"
 APP_ROLE = "signup_app"
 APP_TABLE_RIGHTS = {"SELECT", "INSERT", "UPDATE", "DELETE"}
 # Where the app may do less than read and write: the append-only ledger, the schema version.
@@ -201,3 +206,33 @@ def test_the_apps_work_succeeds_as_the_app_role(as_app_role: Flask, tmp_path: Pa
         volunteer = db.session.scalars(select(Volunteer)).one()
         assert volunteer.status == "erased"
         assert db.session.scalar(select(func.count()).select_from(ConsentEvent)) == 3
+
+
+@pytest.mark.skipif(shutil.which("psql") is None, reason="needs psql, as the postgres image has")
+def test_the_compose_init_script_makes_a_login_role_in_signup_app(app: Flask) -> None:
+    """scripts/postgres-app-role.sh (docker-compose's postgres init), run twice as it may be."""
+    owner = make_url(DATABASE_URL)
+    user, password = f"{owner.database}_compose", secrets.token_hex(12)
+    env = {
+        **os.environ,
+        "PGHOST": owner.host or "127.0.0.1",
+        "PGPORT": str(owner.port or 5432),
+        "PGPASSWORD": owner.password or "",
+        "POSTGRES_USER": owner.username or "postgres",
+        "POSTGRES_DB": owner.database or "",
+        "POSTGRES_APP_USER": user,
+        "POSTGRES_APP_PASSWORD": password,
+    }
+    try:
+        for _ in range(2):
+            subprocess.run(["bash", str(INIT_SCRIPT)], env=env, check=True)
+        login = owner.set(username=user, password=password).render_as_string(hide_password=False)
+        with psycopg.connect(_libpq(login)) as conn:
+            member, superuser = conn.execute(
+                "SELECT pg_has_role('signup_app', 'MEMBER'), usesuper FROM pg_user"
+                " WHERE usename = current_user"
+            ).fetchone() or (None, None)
+        assert (member, superuser) == (True, False)
+    finally:
+        with psycopg.connect(_libpq(DATABASE_URL), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(user)))
