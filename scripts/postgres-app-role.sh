@@ -11,6 +11,15 @@ SELECT 'CREATE ROLE signup_app NOLOGIN'
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'signup_app') \gexec
 SELECT format('CREATE ROLE %I LOGIN', :'app_user')
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'app_user') \gexec
-ALTER ROLE :"app_user" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'app_password';
+SELECT set_config('signup.app_user', :'app_user', false) AS app_user_set \gset
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = current_setting('signup.app_user')
+               AND (rolsuper OR rolcreaterole OR rolcreatedb OR rolbypassrls)) THEN
+        RAISE EXCEPTION 'POSTGRES_APP_USER % has privileges of its own: use a role of its own',
+            current_setting('signup.app_user');
+    END IF;
+END $$;
+ALTER ROLE :"app_user" WITH LOGIN PASSWORD :'app_password';
 GRANT signup_app TO :"app_user";
 SQL

@@ -51,7 +51,8 @@ def login_url(app: Flask) -> Iterator[str]:
     with psycopg.connect(_libpq(DATABASE_URL), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
         conn.execute(
-            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE {}").format(
+            # ROLE CURRENT_USER: the owner may end this role's sessions (the webhook's writer).
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE {} ROLE CURRENT_USER").format(
                 sql.Identifier(name), sql.Literal(password), sql.Identifier(APP_ROLE)
             )
         )
