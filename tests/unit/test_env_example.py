@@ -1,4 +1,4 @@
-"""`.env.example` and the code agree: one table of settings (signup.config.SETTINGS)."""
+"""`.env.example`, the README and the code agree: one table of settings (signup.config.SETTINGS)."""
 
 from __future__ import annotations
 
@@ -71,6 +71,35 @@ def test_every_default_env_example_states_is_the_codes() -> None:
         )
         checked += 1
     assert checked >= 10  # the pattern still finds the defaults
+
+
+def _readme_rows() -> list[tuple[list[str], list[str]]]:
+    """(variables, backticked defaults) of each row of the README's Environment table."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Environment") :]
+    section = section[: section.index("\n## ", 5)]
+    rows = []
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            cells = [cell.strip() for cell in line.strip("|").split(" | ")]
+            rows.append(
+                (re.findall(r"`([A-Z][A-Z0-9_]+)`", cells[0]), re.findall(r"`([^`]+)`", cells[-1]))
+            )
+    return rows
+
+
+def test_the_readme_documents_every_setting_with_the_codes_default() -> None:
+    documented: set[str] = set()
+    for names, defaults in _readme_rows():
+        documented |= set(names)
+        assert set(names) <= set(BY_NAME), f"README documents unknown settings: {names}"
+        if len(names) != len(defaults):
+            continue  # a default in words (development, derived): not a value to compare
+        for name, default in zip(names, defaults, strict=True):
+            setting = BY_NAME[name]
+            if setting.described is None and setting.default is not None:
+                assert default == setting.shown, f"README: {name} defaults to {setting.shown}"
+    assert not [s.name for s in SETTINGS if s.name not in documented]
 
 
 def test_every_variable_read_in_the_code_is_in_the_table() -> None:
