@@ -188,7 +188,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("EXOTEL_ALLOWED_IPS"),
     Setting("METRICS_TOKEN", external=True),  # signup.metrics.access
     Setting("METRICS_ALLOW", external=True),
-    Setting("METRICS_PORT", whole(1), external=True),  # signup.metrics.exporter
+    Setting("METRICS_PORT", whole(1), external=True),  # parsed by signup.metrics.exporter
     Setting("PROMETHEUS_MULTIPROC_DIR", external=True),  # signup.metrics.registry
     Setting("SIGNUP_INSTANCE_PATH", external=True),  # signup.create_app
     Setting("SIGNUP_PASSWORD", external=True),  # signup user create
