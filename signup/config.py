@@ -13,6 +13,7 @@ import ipaddress
 import math
 import os
 import secrets
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -369,3 +370,12 @@ def finalise(config: dict[str, Any]) -> None:
             "url": replica,
             "connect_args": connect_args,
         }
+
+
+def check_or_exit() -> None:
+    """Check the settings and exit 2 with one `Error:` line when one is bad (gunicorn.conf.py)."""
+    try:
+        check_environment()
+    except ConfigError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        sys.exit(2)
