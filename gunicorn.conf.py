@@ -7,7 +7,21 @@ docker-compose.yml) sets the worker class, workers and bind address.
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
 from typing import Any
+
+
+def on_starting(server: Any) -> None:
+    """Refuse a bad setting in the master with one line, before any worker boots and fails.
+
+    In a child process: the master imports nothing of the app, so each worker still loads it
+    (and gevent patches it) from scratch after the fork.
+    """
+    check = "from signup.config import check_or_exit; check_or_exit()"
+    checked = subprocess.run([sys.executable, "-c", check], check=False)  # noqa: S603 - fixed
+    if checked.returncode != 0:
+        sys.exit(checked.returncode)
 
 
 def post_worker_init(worker: Any) -> None:

@@ -3,6 +3,9 @@
 # Used by `make test` and by .ci/run; safe to run again when both are already up.
 set -euo pipefail
 
+PG_PORT=${PGPORT:-5432}
+TEST_URL_FILE="$(cd "$(dirname "$0")/.." && pwd)/.test-database-url"
+
 have() { command -v "$1" >/dev/null 2>&1; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -18,17 +21,48 @@ install_missing() {
 }
 
 start_postgres() {
-  if pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then return; fi
+  if pg_isready -h 127.0.0.1 -p "$PG_PORT" -q 2>/dev/null; then return; fi
   local version
   version=$(ls /etc/postgresql | sort -V | tail -n 1)
   echo "services: starting PostgreSQL $version"
   as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start
-  # Tests connect as postgres over TCP without a password, as on the developers' machines.
-  local hba="/etc/postgresql/$version/main/pg_hba.conf"
-  if ! as_root grep -q "signup-tests" "$hba"; then
-    as_root sed -i '1i host all all 127.0.0.1/32 trust # signup-tests\nhost all all ::1/128 trust # signup-tests' "$hba"
-    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main reload
+}
+
+# The tests log in over TCP as a role of their own with a password, so the machine's
+# pg_hba.conf is left as it is (Debian's asks for a password on 127.0.0.1: scram-sha-256).
+# The role is made through the local socket as the postgres OS user (peer authentication);
+# its password is random, kept in $TEST_URL_FILE (owner-only, git-ignored), which
+# tests/helpers.py reads when TEST_DATABASE_URL is unset. Safe to run again.
+ensure_test_role() {
+  if [ -n "${TEST_DATABASE_URL:-}" ]; then return; fi  # the developer chose a database
+  local password
+  if [ -s "$TEST_URL_FILE" ]; then
+    password=$(sed -n 's|^postgresql+psycopg://signup_tests:\([0-9a-f]*\)@.*|\1|p' "$TEST_URL_FILE")
   fi
+  if [ -z "${password:-}" ]; then
+    password=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
+  fi
+  # CREATEDB: the tests drop and create their database; CREATEROLE: the least-privilege
+  # migration makes signup_app and its tests a login member. No superuser.
+  as_root runuser -u postgres -- psql -q -X -v ON_ERROR_STOP=1 -p "$PG_PORT" -d postgres <<SQL
+SELECT 'CREATE ROLE signup_tests' WHERE NOT EXISTS
+  (SELECT FROM pg_roles WHERE rolname = 'signup_tests') \\gexec
+ALTER ROLE signup_tests WITH LOGIN CREATEDB CREATEROLE PASSWORD '$password';
+SQL
+  (umask 077 && printf 'postgresql+psycopg://signup_tests:%s@127.0.0.1:%s/signup_test\n' \
+    "$password" "$PG_PORT" >"$TEST_URL_FILE")
+  echo "services: tests log in as signup_tests (URL in ${TEST_URL_FILE##*/})"
+}
+
+# Earlier versions of this script put trust lines in pg_hba.conf: say so, never edit it here.
+warn_old_trust_lines() {
+  local hba
+  for hba in /etc/postgresql/*/main/pg_hba.conf; do
+    if [ -r "$hba" ] && grep -q "# signup-tests" "$hba"; then
+      echo "services: $hba still has the trust lines an earlier 'make test' added; remove them:" >&2
+      echo "  sudo sed -i '/# signup-tests\$/d' $hba && sudo pg_ctlcluster <version> main reload" >&2
+    fi
+  done
 }
 
 start_redis() {
@@ -61,7 +95,9 @@ start_rabbitmq() {
 install_missing
 start_postgres
 start_redis
-wait_for PostgreSQL pg_isready -h 127.0.0.1 -p 5432 -q
+wait_for PostgreSQL pg_isready -h 127.0.0.1 -p "$PG_PORT" -q
+ensure_test_role
+warn_old_trust_lines
 wait_for Redis redis-cli -h 127.0.0.1 -p 6379 ping
 start_rabbitmq
 echo "services: PostgreSQL and Redis are up"

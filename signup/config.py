@@ -1,14 +1,27 @@
-"""Settings read from the environment once, in one place, with the embedded defaults."""
+"""Settings read from the environment once, in one place, with the embedded defaults.
+
+SETTINGS is the one table of every variable the app reads: its name, how its value is parsed
+(strictly: a bad value is a one-line ConfigError naming the variable and what it accepts) and
+its default. Adding a variable is one line there; .env.example is checked against it by
+tests/unit/test_env_example.py.
+"""
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
+import math
 import os
 import secrets
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from limits import parse_many
 
 from signup.errors import ValidationError
 from signup.messaging import schedule
@@ -21,26 +34,211 @@ class ConfigError(RuntimeError):
     """Raised when the settings cannot run the product safely."""
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    value = os.environ.get(name)
-    return value if value not in (None, "") else default
+Parser = Callable[[str, str], Any]
+
+TRUE_WORDS = ("true", "1", "yes", "on")
+FALSE_WORDS = ("false", "0", "no", "off")
 
 
-def _int_env(name: str, default: int) -> int:
-    raw = _env(name)
-    if raw is None:
-        return default
+def text(name: str, raw: str) -> str:
+    """Any text, as given."""
+    return raw
+
+
+def boolean(name: str, raw: str) -> bool:
+    """true/false (also 1/0, yes/no, on/off); anything else is refused, not read as false."""
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ConfigError(f"{name} must be true or false (or 1/0, yes/no, on/off), not {raw!r}")
+
+
+def whole(minimum: int = 0) -> Parser:
+    """A whole number of at least `minimum`."""
+
+    def parse(name: str, raw: str) -> int:
+        try:
+            value: int | None = int(raw.strip())
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise ConfigError(f"{name} must be a whole number of at least {minimum}, not {raw!r}")
+        return value
+
+    return parse
+
+
+def number(above: float = 0.0) -> Parser:
+    """A finite number strictly above `above` (seconds, rates)."""
+
+    def parse(name: str, raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value > above):
+            raise ConfigError(f"{name} must be a number above {above:g}, not {raw!r}")
+        return value
+
+    return parse
+
+
+def choice(*allowed: str, fold: Callable[[str], str] = str.lower) -> Parser:
+    """One of `allowed`, compared after `fold` (lower case unless told otherwise)."""
+
+    def parse(name: str, raw: str) -> str:
+        value = fold(raw.strip())
+        if value not in allowed:
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {raw!r}")
+        return value
+
+    return parse
+
+
+def rate_limits(name: str, raw: str) -> str:
+    """Rate limits in the `limits` notation, e.g. 20/minute;300/hour."""
     try:
-        return int(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from exc
+        parse_many(raw)
+    except ValueError:
+        raise ConfigError(
+            f"{name} must be limits like 20/minute;300/hour (per second, minute, hour or day), "
+            f"not {raw!r}"
+        ) from None
+    return raw
 
 
-def _bool_env(name: str, default: bool) -> bool:
-    raw = _env(name)
-    if raw is None:
-        return default
-    return raw.strip().lower() in {"1", "true", "yes", "on"}
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One environment variable: how to parse it, its default and the config key it fills."""
+
+    name: str
+    parse: Parser = text
+    default: Any = None
+    # How the default is written in the docs when it is not a literal (derived at start-up).
+    described: str | None = None
+    key: str | None = None  # the Flask config key, when it differs from the name
+    # Read by code outside from_environment (metrics, CLI, app factory), not put in the config.
+    external: bool = False
+
+    @property
+    def shown(self) -> str:
+        """The default as .env.example and the README write it."""
+        if self.described is not None:
+            return self.described
+        if isinstance(self.default, bool):
+            return "true" if self.default else "false"
+        if isinstance(self.default, float) and self.default.is_integer():
+            return str(int(self.default))
+        return "unset" if self.default is None else str(self.default)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("DATABASE_URL", described="a SQLite file"),
+    Setting("DATABASE_REPLICA_URL"),
+    Setting("REDIS_URL", described="an embedded broker"),
+    Setting("BROKER_URL"),
+    Setting("SECRET_KEY"),
+    Setting(
+        "SIGNUP_ENV",
+        choice("development", "production"),
+        described="production whenever DATABASE_URL is set",
+    ),
+    Setting("SMS_PROVIDER", default="console"),  # checked against the senders by build_sender
+    Setting("TWILIO_ACCOUNT_SID"),
+    Setting("TWILIO_AUTH_TOKEN"),
+    Setting("TWILIO_FROM_NUMBER"),
+    Setting("TWILIO_MESSAGING_SERVICE_SID"),
+    Setting("TWILIO_API_BASE_URL", default="https://api.twilio.com"),
+    Setting("PUBLIC_BASE_URL", described="each request's own URL"),
+    Setting("SMS_QUIET_HOURS", default="22:00-06:00"),  # checked in finalise()
+    Setting("SIGNUP_TIMEZONE", default="Asia/Kolkata"),  # checked in finalise()
+    Setting("SMS_MAX_ATTEMPTS", whole(1), 15),
+    Setting("SMS_BACKOFF_BASE", number(0), 2.0),
+    Setting("SMS_HTTP_TIMEOUT", number(0), 10.0),
+    Setting("SMS_SENDING_STALE_SECONDS", whole(1), 600),
+    Setting("SMS_REQUEUE_AFTER", whole(1), 120),
+    Setting("RELAY_BATCH_SIZE", whole(1), 5000),
+    Setting("PROCESS_BATCH_SIZE", whole(1), 250),
+    Setting("RELAY_NUDGE", boolean, True),
+    Setting("WEBHOOK_AUTOCOMMIT", boolean, True),
+    Setting("RELAY_REQUEUE_AFTER", whole(1), 300),
+    Setting("RELAY_MAX_IN_FLIGHT", whole(1), 20000),
+    Setting("LOG_FORMAT", choice("json", "text"), described="json outside development"),
+    Setting("LOG_LEVEL", choice("DEBUG", "INFO", "WARNING", "ERROR", fold=str.upper), "INFO"),
+    Setting("MAX_REQUEST_BYTES", whole(1024), 64 * 1024, key="MAX_CONTENT_LENGTH"),
+    Setting("SMS_RATE_PER_SECOND", number(0), 10.0),
+    Setting("SMS_RATE_BURST", number(0), described="the rate"),
+    Setting("FLOOD_CALLS_PER_HOUR", whole(0), 10),
+    Setting("CALL_RAW_RETENTION_DAYS", whole(1), 30),
+    Setting("IMPORT_PREVIEW_HOURS", whole(1), 24),
+    Setting("SUPPRESSION_KEY", described="SECRET_KEY"),
+    Setting("ADMIN_IDLE_MINUTES", whole(1), 30),
+    Setting("ADMIN_LOGIN_ACCOUNT_LIMIT", rate_limits, "100/hour"),
+    Setting("ADMIN_LOGIN_ADDRESS_LIMIT", rate_limits, "20/minute;300/hour"),
+    Setting("EXOTEL_ACCOUNT_SID"),
+    Setting("EXOTEL_API_KEY"),
+    Setting("EXOTEL_API_TOKEN"),
+    Setting("EXOTEL_API_BASE_URL", default="https://api.exotel.com"),
+    Setting(
+        "EXOTEL_SMS_TYPE",
+        choice("transactional", "transactional_opt_in", "promotional"),
+        "transactional",
+    ),
+    Setting("EXOTEL_WEBHOOK_TOKEN"),
+    Setting("EXOTEL_ALLOWED_IPS"),
+    Setting("METRICS_TOKEN", external=True),  # signup.metrics.access
+    Setting("METRICS_ALLOW", external=True),
+    Setting("METRICS_PORT", whole(1), external=True),  # parsed by signup.metrics.exporter
+    Setting("PROMETHEUS_MULTIPROC_DIR", external=True),  # signup.metrics.registry
+    Setting("SIGNUP_INSTANCE_PATH", external=True),  # signup.create_app
+    Setting("SIGNUP_PASSWORD", external=True),  # signup user create
+)
+BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
+
+# Read by docker-compose.yml, not by the app, but present in the containers' environment (.env).
+COMPOSE_ONLY = frozenset(
+    {
+        "POSTGRES_USER",
+        "POSTGRES_PASSWORD",
+        "POSTGRES_DB",
+        "POSTGRES_APP_USER",
+        "POSTGRES_APP_PASSWORD",
+        "WEB_PUBLISH",
+        "SENDER_CONCURRENCY",
+    }
+)
+MISSPELLING_CUTOFF = 0.85  # difflib ratio: SMS_MAX_ATTEMPT is 0.97, TEST_DATABASE_URL 0.83
+
+
+def read(name: str, environ: Mapping[str, str] | None = None) -> Any:
+    """The parsed value of one setting from the environment, or its default when unset."""
+    setting = BY_NAME[name]
+    raw = (os.environ if environ is None else environ).get(name)
+    if raw is None or raw == "":
+        return setting.default
+    return setting.parse(name, raw)
+
+
+def misspellings(environ: Mapping[str, str]) -> list[str]:
+    """One line per variable whose name is close to, but not, one the app reads."""
+    known = set(BY_NAME) | COMPOSE_ONLY
+    found = []
+    for name in sorted(environ):
+        if name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=MISSPELLING_CUTOFF)
+        if close:
+            found.append(f"{name} is not a setting; did you mean {close[0]}?")
+    return found
+
+
+def check_spelling(environ: Mapping[str, str] | None = None) -> None:
+    """Refuse to start when a variable looks like a misspelt setting (it would be ignored)."""
+    found = misspellings(os.environ if environ is None else environ)
+    if found:
+        raise ConfigError("; ".join(found))
 
 
 def allowed_networks(raw: str | None) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
@@ -64,67 +262,41 @@ def sqlalchemy_url(url: str) -> str:
 
 
 def from_environment(instance_path: str) -> dict[str, Any]:
-    """Build the Flask config from environment variables (see README, "Environment")."""
-    database_url = _env("DATABASE_URL")
+    """Build the Flask config from environment variables (SETTINGS; README, "Environment")."""
+    check_spelling()
+    config = {
+        setting.key or setting.name: read(setting.name)
+        for setting in SETTINGS
+        if not setting.external
+    }
+    database_url = config["DATABASE_URL"]
+    del config["DATABASE_URL"]
     # Embedded defaults (no DATABASE_URL) mean a developer's machine unless told otherwise.
-    environment = _env("SIGNUP_ENV", "development" if database_url is None else "production")
+    if config["SIGNUP_ENV"] is None:
+        config["SIGNUP_ENV"] = "development" if database_url is None else "production"
     if database_url is None:
         database_url = "sqlite:///" + str(Path(instance_path) / "signup.sqlite3")
-    replica_url = _env("DATABASE_REPLICA_URL")
-
-    return {
-        "SIGNUP_ENV": environment,
-        "SECRET_KEY": _env("SECRET_KEY"),
-        "SQLALCHEMY_DATABASE_URI": sqlalchemy_url(database_url),
-        "DATABASE_REPLICA_URL": sqlalchemy_url(replica_url) if replica_url else None,
-        "REDIS_URL": _env("REDIS_URL"),
-        "BROKER_URL": _env("BROKER_URL"),
-        "SMS_PROVIDER": _env("SMS_PROVIDER", "console"),
-        "TWILIO_ACCOUNT_SID": _env("TWILIO_ACCOUNT_SID"),
-        "TWILIO_AUTH_TOKEN": _env("TWILIO_AUTH_TOKEN"),
-        "TWILIO_FROM_NUMBER": _env("TWILIO_FROM_NUMBER"),
-        "TWILIO_MESSAGING_SERVICE_SID": _env("TWILIO_MESSAGING_SERVICE_SID"),
-        "TWILIO_API_BASE_URL": _env("TWILIO_API_BASE_URL", "https://api.twilio.com"),
-        "PUBLIC_BASE_URL": _env("PUBLIC_BASE_URL"),
-        "SMS_QUIET_HOURS": _env("SMS_QUIET_HOURS", "22:00-06:00"),
-        "SIGNUP_TIMEZONE": _env("SIGNUP_TIMEZONE", "Asia/Kolkata"),
-        "SMS_MAX_ATTEMPTS": _int_env("SMS_MAX_ATTEMPTS", 15),
-        "SMS_BACKOFF_BASE": float(_env("SMS_BACKOFF_BASE", "2") or 2),
-        "SMS_HTTP_TIMEOUT": float(_env("SMS_HTTP_TIMEOUT", "10") or 10),
-        "SMS_SENDING_STALE_SECONDS": _int_env("SMS_SENDING_STALE_SECONDS", 600),
-        "SMS_REQUEUE_AFTER": _int_env("SMS_REQUEUE_AFTER", 120),
-        "RELAY_BATCH_SIZE": _int_env("RELAY_BATCH_SIZE", 5000),
-        "PROCESS_BATCH_SIZE": _int_env("PROCESS_BATCH_SIZE", 250),
-        "RELAY_NUDGE": _bool_env("RELAY_NUDGE", True),
-        "WEBHOOK_AUTOCOMMIT": _bool_env("WEBHOOK_AUTOCOMMIT", True),
-        "RELAY_REQUEUE_AFTER": _int_env("RELAY_REQUEUE_AFTER", 300),
-        "RELAY_MAX_IN_FLIGHT": _int_env("RELAY_MAX_IN_FLIGHT", 20000),
-        "LOG_FORMAT": _env("LOG_FORMAT", "json" if environment != "development" else "text"),
-        "LOG_LEVEL": _env("LOG_LEVEL", "INFO"),
-        "MAX_CONTENT_LENGTH": _int_env("MAX_REQUEST_BYTES", 64 * 1024),
-        "SMS_RATE_PER_SECOND": float(_env("SMS_RATE_PER_SECOND", "10") or 10),
-        "SMS_RATE_BURST": float(_env("SMS_RATE_BURST", "0") or 0),
-        "FLOOD_CALLS_PER_HOUR": _int_env("FLOOD_CALLS_PER_HOUR", 10),
-        "CALL_RAW_RETENTION_DAYS": _int_env("CALL_RAW_RETENTION_DAYS", 30),
-        "IMPORT_PREVIEW_HOURS": _int_env("IMPORT_PREVIEW_HOURS", 24),
-        "SUPPRESSION_KEY": _env("SUPPRESSION_KEY"),
-        "ADMIN_IDLE_MINUTES": _int_env("ADMIN_IDLE_MINUTES", 30),
+    config["SQLALCHEMY_DATABASE_URI"] = sqlalchemy_url(database_url)
+    replica_url = config["DATABASE_REPLICA_URL"]
+    config["DATABASE_REPLICA_URL"] = sqlalchemy_url(replica_url) if replica_url else None
+    if config["LOG_FORMAT"] is None:
+        config["LOG_FORMAT"] = "json" if config["SIGNUP_ENV"] != "development" else "text"
+    config.update(
         # Admin sessions: cookies only over https outside development, never readable by
         # scripts, not sent on cross-site requests; an idle session ends (checked server-side).
-        "SESSION_COOKIE_SECURE": None,  # decided in finalise(): https-only outside development
-        "SESSION_COOKIE_HTTPONLY": True,
-        "SESSION_COOKIE_SAMESITE": "Lax",
-        # Failed logins allowed per account (whoever tries) and per address.
-        "ADMIN_LOGIN_ACCOUNT_LIMIT": _env("ADMIN_LOGIN_ACCOUNT_LIMIT", "100/hour"),
-        "ADMIN_LOGIN_ADDRESS_LIMIT": _env("ADMIN_LOGIN_ADDRESS_LIMIT", "20/minute;300/hour"),
-        "EXOTEL_ACCOUNT_SID": _env("EXOTEL_ACCOUNT_SID"),
-        "EXOTEL_API_KEY": _env("EXOTEL_API_KEY"),
-        "EXOTEL_API_TOKEN": _env("EXOTEL_API_TOKEN"),
-        "EXOTEL_API_BASE_URL": _env("EXOTEL_API_BASE_URL", "https://api.exotel.com"),
-        "EXOTEL_SMS_TYPE": _env("EXOTEL_SMS_TYPE", "transactional"),
-        "EXOTEL_WEBHOOK_TOKEN": _env("EXOTEL_WEBHOOK_TOKEN"),
-        "EXOTEL_ALLOWED_IPS": _env("EXOTEL_ALLOWED_IPS"),
-    }
+        SESSION_COOKIE_SECURE=None,  # decided in finalise(): https-only outside development
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+    )
+    return config
+
+
+def check_environment() -> None:
+    """Parse and check every setting without building the app (gunicorn's master, at start)."""
+    finalise(from_environment(os.environ.get("SIGNUP_INSTANCE_PATH") or "instance"))
+    for setting in SETTINGS:
+        if setting.external:
+            read(setting.name)
 
 
 def finalise(config: dict[str, Any]) -> None:
@@ -153,10 +325,6 @@ def finalise(config: dict[str, Any]) -> None:
         ) from exc
     if float(config["SMS_SENDING_STALE_SECONDS"]) <= float(config["SMS_HTTP_TIMEOUT"]):
         raise ConfigError("SMS_SENDING_STALE_SECONDS must be longer than SMS_HTTP_TIMEOUT")
-    if float(config.get("SMS_BACKOFF_BASE", 2)) <= 0:
-        raise ConfigError("SMS_BACKOFF_BASE must be above 0")
-    if float(config.get("SMS_RATE_PER_SECOND") or 0) <= 0:
-        raise ConfigError("SMS_RATE_PER_SECOND must be above 0")
     if not config.get("SMS_RATE_BURST"):
         config["SMS_RATE_BURST"] = config["SMS_RATE_PER_SECOND"]
     if not config.get("SUPPRESSION_KEY"):
@@ -203,3 +371,12 @@ def finalise(config: dict[str, Any]) -> None:
             "url": replica,
             "connect_args": connect_args,
         }
+
+
+def check_or_exit() -> None:
+    """Check the settings and exit 2 with one `Error:` line when one is bad (gunicorn.conf.py)."""
+    try:
+        check_environment()
+    except ConfigError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        sys.exit(2)

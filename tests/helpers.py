@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from flask.testing import FlaskClient
 from twilio.request_validator import RequestValidator
 
-DATABASE_URL = os.environ.get(
-    "TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/signup_test"
-)
+# scripts/services.sh (`make test`) makes a test role with a random password and writes its URL
+# here; without it, the postgres role over TCP (a cluster that trusts local connections).
+LOCAL_URL_FILE = Path(__file__).resolve().parent.parent / ".test-database-url"
+
+
+def _default_database_url() -> str:
+    """The URL scripts/services.sh wrote, else postgres on localhost."""
+    if LOCAL_URL_FILE.is_file():
+        written = LOCAL_URL_FILE.read_text().strip()
+        if written:
+            return written
+    return "postgresql+psycopg://postgres@127.0.0.1:5432/signup_test"
+
+
+DATABASE_URL = os.environ.get("TEST_DATABASE_URL") or _default_database_url()
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 AUTH_TOKEN = "test_auth_token_123"
 ACCOUNT_SID = "AC" + "1" * 32

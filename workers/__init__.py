@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import sys
+
 from celery import Celery
 
 from signup import create_app
+from signup.config import ConfigError
 from signup.messaging.providers import http
 
-flask_app = create_app()
+try:
+    flask_app = create_app()
+except ConfigError as exc:  # one line naming the setting, not a traceback
+    sys.exit(f"Error: {exc}")
 celery: Celery = flask_app.extensions["celery"]
 http.preload()  # workers send SMS; web processes (signup:create_app()) never load it
 

@@ -16,7 +16,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from celery import signals
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from signup.config import ConfigError
+from signup.config import BY_NAME
 from signup.metrics import access, registry
 
 StartResponse = Callable[..., Any]
@@ -64,10 +64,7 @@ def port_setting(config: Mapping[str, Any]) -> int | None:
     raw = config.get("METRICS_PORT") or os.environ.get("METRICS_PORT")
     if raw in (None, ""):
         return None
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ConfigError(f"METRICS_PORT must be a port number, not {raw!r}") from exc
+    return int(BY_NAME["METRICS_PORT"].parse("METRICS_PORT", str(raw)))
 
 
 def serve_from_worker(config: Mapping[str, Any], rule: access.Policy) -> None:

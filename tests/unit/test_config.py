@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
+from signup import config as config_module
 from signup import create_app
-from signup.config import ConfigError
+from signup.config import SETTINGS, ConfigError, Setting
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(autouse=True)
@@ -86,3 +95,78 @@ def test_embedded_broker_keeps_all_its_files_in_the_instance_folder(tmp_path: ob
     options = app.extensions["celery"].conf.broker_transport_options
     for key in ("data_folder_in", "data_folder_out", "control_folder"):
         assert options[key].startswith(app.instance_path), key
+
+
+def _parsed_settings() -> list[Setting]:
+    """Settings the app reads at start-up whose values have a form (number, boolean, choice)."""
+    return [s for s in SETTINGS if s.parse is not config_module.text and not s.external]
+
+
+@pytest.mark.parametrize("setting", _parsed_settings(), ids=lambda s: s.name)
+def test_a_malformed_value_of_any_setting_stops_the_app(
+    monkeypatch: pytest.MonkeyPatch, setting: Setting
+) -> None:
+    """`RELAY_NUDGE=ture`, `LOG_FORMAT=jsn`, `SMS_BACKOFF_BASE=abc`: one line, never ignored."""
+    monkeypatch.setenv(setting.name, "ture")
+    with pytest.raises(ConfigError) as refused:
+        create_app()
+    message = str(refused.value)
+    assert message.startswith(setting.name) and "'ture'" in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "expected"),
+    [
+        ("RELAY_NUDGE", "off", False),
+        ("RELAY_NUDGE", " Yes ", True),
+        ("LOG_FORMAT", "JSON", "json"),
+        ("LOG_LEVEL", "warning", "WARNING"),
+        ("SMS_BACKOFF_BASE", "0.5", 0.5),
+        ("SMS_MAX_ATTEMPTS", "3", 3),
+        ("MAX_REQUEST_BYTES", "2048", 2048),
+    ],
+)
+def test_well_formed_values_are_read(
+    monkeypatch: pytest.MonkeyPatch, name: str, raw: str, expected: object
+) -> None:
+    monkeypatch.setenv(name, raw)
+    key = config_module.BY_NAME[name].key or name
+    assert create_app().config[key] == expected
+
+
+@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: s.name)
+def test_a_misspelt_name_of_any_setting_stops_the_app(
+    monkeypatch: pytest.MonkeyPatch, setting: Setting
+) -> None:
+    """A setting that would be silently ignored (last letter lost) is reported, with the fix."""
+    misspelt = setting.name[:-1]
+    monkeypatch.setenv(misspelt, "1")
+    with pytest.raises(ConfigError, match=f"{misspelt} is not a setting; did you mean"):
+        create_app()
+
+
+def test_unrelated_variables_are_not_taken_for_misspellings() -> None:
+    environ = {name: "x" for name in ("TEST_DATABASE_URL", "TEST_REDIS_URL", "REDIS_PORT")}
+    environ |= {name: "x" for name in ("PATH", "HOME", "HOSTNAME", "PYTHONPATH", "LANG", "TZ")}
+    assert config_module.misspellings(environ) == []
+    assert config_module.misspellings(dict(os.environ)) == []  # this machine's, CI's
+
+
+ENTRY_POINTS = {
+    "cli": [str(BIN / "signup"), "campaign", "list"],
+    "gunicorn": [str(BIN / "gunicorn"), "--bind", "127.0.0.1:0", "signup:create_app()"],
+    "celery": [str(BIN / "celery"), "-A", "workers", "inspect", "ping", "--timeout", "1"],
+}
+
+
+@pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
+def test_every_entry_point_reports_a_bad_setting_in_one_line(entry: str, tmp_path: Path) -> None:
+    """The CLI, gunicorn and Celery exit non-zero with one `Error:` line, not a traceback."""
+    env = {**os.environ, "SIGNUP_INSTANCE_PATH": str(tmp_path), "SMS_BACKOFF_BASE": "abc"}
+    done = subprocess.run(
+        ENTRY_POINTS[entry], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    errors = [line for line in done.stderr.splitlines() if "SMS_BACKOFF_BASE" in line]
+    assert done.returncode != 0
+    assert errors == ["Error: SMS_BACKOFF_BASE must be a number above 0, not 'abc'"]
+    assert "Traceback" not in done.stderr
