@@ -48,6 +48,10 @@ ensure_test_role() {
 SELECT 'CREATE ROLE signup_tests' WHERE NOT EXISTS
   (SELECT FROM pg_roles WHERE rolname = 'signup_tests') \\gexec
 ALTER ROLE signup_tests WITH LOGIN CREATEDB CREATEROLE PASSWORD '$password';
+-- A test database left by a run under another role (before this script made signup_tests)
+-- is handed over, so the tests may drop and recreate it.
+SELECT 'ALTER DATABASE signup_test OWNER TO signup_tests' FROM pg_database
+  WHERE datname = 'signup_test' \\gexec
 SQL
   (umask 077 && printf 'postgresql+psycopg://signup_tests:%s@127.0.0.1:%s/signup_test\n' \
     "$password" "$PG_PORT" >"$TEST_URL_FILE")
