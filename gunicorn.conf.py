@@ -9,6 +9,11 @@ from __future__ import annotations
 import gc
 from typing import Any
 
+# The app alone decides whose X-Forwarded-* headers count (TRUSTED_PROXIES, signup.proxies):
+# gunicorn's own scheme rewriting, on by default for 127.0.0.1, would be a second, looser rule.
+forwarded_allow_ips = ""
+secure_scheme_headers: dict[str, str] = {}
+
 
 def post_worker_init(worker: Any) -> None:
     """Freeze what loading the app allocated, so that collections skip it.

@@ -44,7 +44,7 @@ def _bool_env(name: str, default: bool) -> bool:
 
 
 def allowed_networks(raw: str | None) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    """Parse EXOTEL_ALLOWED_IPS: comma-separated addresses or CIDR ranges; empty allows all."""
+    """Parse an address list (EXOTEL_ALLOWED_IPS, TRUSTED_PROXIES): addresses or CIDR ranges."""
     if not raw:
         return []
     return [
@@ -123,6 +123,7 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "EXOTEL_SMS_TYPE": _env("EXOTEL_SMS_TYPE", "transactional"),
         "EXOTEL_WEBHOOK_TOKEN": _env("EXOTEL_WEBHOOK_TOKEN"),
         "EXOTEL_ALLOWED_IPS": _env("EXOTEL_ALLOWED_IPS"),
+        "TRUSTED_PROXIES": _env("TRUSTED_PROXIES"),
     }
 
 
@@ -165,6 +166,10 @@ def finalise(config: dict[str, Any]) -> None:
         config["EXOTEL_ALLOWED_NETWORKS"] = allowed_networks(config.get("EXOTEL_ALLOWED_IPS"))
     except ValueError as exc:
         raise ConfigError(f"EXOTEL_ALLOWED_IPS: {exc}") from exc
+    try:  # signup.proxies: whose X-Forwarded-For / X-Forwarded-Proto count
+        config["TRUSTED_PROXY_NETWORKS"] = allowed_networks(config.get("TRUSTED_PROXIES"))
+    except ValueError as exc:
+        raise ConfigError(f"TRUSTED_PROXIES: {exc}") from exc
     token = config.get("EXOTEL_WEBHOOK_TOKEN")
     if token and len(token) < 16:
         raise ConfigError("EXOTEL_WEBHOOK_TOKEN must be at least 16 characters")
