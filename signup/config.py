@@ -166,7 +166,7 @@ def finalise(config: dict[str, Any]) -> None:
         config["EXOTEL_ALLOWED_NETWORKS"] = allowed_networks(config.get("EXOTEL_ALLOWED_IPS"))
     except ValueError as exc:
         raise ConfigError(f"EXOTEL_ALLOWED_IPS: {exc}") from exc
-    try:  # signup.proxies: whose X-Forwarded-For / X-Forwarded-Proto count
+    try:  # signup.proxies: whose forwarded headers count
         config["TRUSTED_PROXY_NETWORKS"] = allowed_networks(config.get("TRUSTED_PROXIES"))
     except ValueError as exc:
         raise ConfigError(f"TRUSTED_PROXIES: {exc}") from exc
