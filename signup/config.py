@@ -179,6 +179,7 @@ def finalise(config: dict[str, Any]) -> None:
     config.setdefault("RATELIMIT_STORAGE_URI", config.get("REDIS_URL") or "memory://")
     config.setdefault("RATELIMIT_KEY_PREFIX", "signup-limits")
     engine_options = config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+    engine_options.setdefault("hide_parameters", True)  # no volunteer data in SQL errors or logs
     if str(config["SQLALCHEMY_DATABASE_URI"]).startswith("sqlite"):
         engine_options.setdefault("connect_args", {"timeout": 30})
     else:

@@ -23,10 +23,25 @@ def cooperative() -> bool:
 
 
 def off_loop(function: Callable[..., T], *args: Any) -> T:
-    """Run a CPU-heavy native call on a real thread under gevent; plainly otherwise."""
+    """Run a CPU-heavy native call on a real thread under gevent; plainly otherwise.
+
+    An exception comes back as a value and is raised here: raised in the pool, gevent's hub
+    would also print it to stderr, past the logs' redaction (signup.logs).
+    """
     if not cooperative():
         return function(*args)
     import gevent
 
-    result: T = gevent.get_hub().threadpool.apply(function, args)
+    ok, outcome = gevent.get_hub().threadpool.apply(_outcome, (function, args))
+    if not ok:
+        raise outcome
+    result: T = outcome
     return result
+
+
+def _outcome(function: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
+    """(True, the result) or (False, the exception): nothing escapes to the pool's hub."""
+    try:
+        return True, function(*args)
+    except Exception as exc:
+        return False, exc
