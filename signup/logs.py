@@ -56,6 +56,8 @@ class JsonFormatter(logging.Formatter):
         exc = _exception_text(self, record)
         if exc:
             payload["exc"] = exc
+        if record.stack_info:
+            payload["stack"] = record.stack_info
         return json.dumps(payload, default=str, ensure_ascii=False)
 
 
@@ -70,6 +72,8 @@ class TextFormatter(logging.Formatter):
         exc = _exception_text(self, record)
         if exc:
             line += "\n" + exc
+        if record.stack_info:
+            line += "\n" + record.stack_info
         return line
 
 
