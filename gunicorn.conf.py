@@ -14,6 +14,10 @@ from typing import Any
 forwarded_allow_ips = ""
 secure_scheme_headers: dict[str, str] = {}
 
+# Logging: each worker, once the app is loaded, takes over gunicorn's error and access loggers
+# (signup.logs.configure): their lines go through the app's one redacting handler, to stderr,
+# in LOG_FORMAT. `--access-logfile` still switches access lines on; its file name is not used.
+
 
 def post_worker_init(worker: Any) -> None:
     """Freeze what loading the app allocated, so that collections skip it.

@@ -149,9 +149,12 @@ def configured_secrets(config: Mapping[str, Any]) -> list[str | None]:
 
 def redact(text: str) -> str:
     """Text with query values, path tokens, URL passwords, secrets and phone numbers masked."""
-    text = QUERY_VALUE.sub(r"\1=[redacted]", text)
-    text = SECRET_PATH.sub(r"\1[redacted]", text)
-    text = URL_PASSWORD.sub(r"\1[redacted]@", text)
+    if "=" in text:  # the cheap tests spare most lines a regex scan (an access line: ~15 µs)
+        text = QUERY_VALUE.sub(r"\1=[redacted]", text)
+    if "/webhooks/" in text:
+        text = SECRET_PATH.sub(r"\1[redacted]", text)
+    if "://" in text:
+        text = URL_PASSWORD.sub(r"\1[redacted]@", text)
     if _secret_pattern is not None:
         text = _secret_pattern.sub("[redacted]", text)
     return PHONE.sub(_mask_digits, text)
