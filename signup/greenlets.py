@@ -9,6 +9,8 @@ releases the GIL and the loop carries on. Without gevent they simply run here.
 
 from __future__ import annotations
 
+import io
+import logging
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -45,3 +47,38 @@ def _outcome(function: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool,
         return True, function(*args)
     except Exception as exc:
         return False, exc
+
+
+class _HubErrors(io.TextIOBase):
+    """gevent's exception stream: what its hub would print to stderr becomes one log record.
+
+    The hub writes an uncaught greenlet or thread-pool exception in pieces (the traceback, the
+    time, then "<context> failed with <type>" and a blank line); the pieces are joined and
+    logged at the end, so the logs' redaction (signup.logs) masks them like any other line.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pieces: list[str] = []
+
+    def writable(self) -> bool:
+        """Always: it is a stream to write to."""
+        return True
+
+    def write(self, text: str) -> int:
+        """Collect a piece; log the whole report when the hub has finished writing it."""
+        self._pieces.append(text)
+        if text.endswith("\n\n") or text == "\n":
+            report, self._pieces = "".join(self._pieces).strip(), []
+            logging.getLogger("gevent.hub").error("greenlet.error", extra={"report": report})
+        return len(text)
+
+
+def route_hub_errors() -> None:
+    """Send what gevent's hubs (every thread's) would print to stderr to the logs instead."""
+    if not cooperative():
+        return
+    from gevent.hub import Hub
+
+    if not isinstance(getattr(Hub, "exception_stream", None), _HubErrors):
+        Hub.exception_stream = _HubErrors()

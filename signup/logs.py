@@ -20,6 +20,8 @@ from urllib.parse import quote, unquote, urlsplit
 
 from celery import signals
 
+from signup import greenlets
+
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
     "message",
     "asctime",
@@ -251,6 +253,7 @@ def configure(fmt: str, level: str, secrets: Iterable[str | None] = ()) -> None:
     root.setLevel(level.upper())
     register_secrets(secrets)
     route_all_loggers()
+    greenlets.route_hub_errors()  # gevent prints uncaught greenlet errors to stderr itself
     # Celery sets up its own loggers when a worker starts, after the app was built.
     signals.after_setup_logger.connect(_reroute, weak=False, dispatch_uid="signup.logs.root")
     signals.after_setup_task_logger.connect(_reroute, weak=False, dispatch_uid="signup.logs.task")
