@@ -7,6 +7,7 @@ docker-compose.yml) sets the worker class, workers and bind address.
 from __future__ import annotations
 
 import gc
+import sys
 from typing import Any
 
 # The app alone decides whose X-Forwarded-* headers count (TRUSTED_PROXIES, signup.proxies):
@@ -17,6 +18,14 @@ secure_scheme_headers: dict[str, str] = {}
 # Logging: each worker, once the app is loaded, takes over gunicorn's error and access loggers
 # (signup.logs.configure): their lines go through the app's one redacting handler, to stderr,
 # in LOG_FORMAT. `--access-logfile` still switches access lines on; its file name is not used.
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """With --preload the app (and its logging) was set up in the master, whose gunicorn
+    loggers a reload (HUP) sets up afresh: take them over again in each new worker."""
+    logs = sys.modules.get("signup.logs")
+    if logs is not None:
+        logs.route_all_loggers()
 
 
 def post_worker_init(worker: Any) -> None:

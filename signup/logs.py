@@ -93,11 +93,12 @@ QUERY_VALUE = re.compile(r"(?<=[?&])([^=&\s\"'#]+)=[^&\s\"'#]*")
 SECRET_PATH = re.compile(r"(/webhooks/exotel/)[^/\s?\"']+")
 # - passwords in URLs (scheme://user:password@host);
 URL_PASSWORD = re.compile(r"(://[^:/@\s\"']*:)[^@\s\"']+@")
-# - any run of 9 or more digits that may be split by spaces, dashes, brackets and "+" (a URL's
-#   space), with an optional leading "+" or "%2B": every common form of a phone number, masked.
+# - any run of 10 or more digits (a mobile without its 0 or +91) that may be split by spaces,
+#   dashes, brackets and "+" (a URL's space), with an optional leading "+" or "%2B": every
+#   common form of a phone number, masked.
 #   A run glued to letters (an id) or followed by ":" (a time of day) is left alone.
 PHONE = re.compile(
-    r"(?<!\w)(?:\+|%2[bB])?\(?\d(?:(?:[ ()+-]|%20|%2[bB]){0,3}\d){8,}"
+    r"(?<!\w)(?:\+|%2[bB])?\(?\d(?:(?:[ ()+-]|%20|%2[bB]){0,3}\d){9,}"
     r"(?![\w:])(?!-[0-9a-fA-F]*[a-fA-F])"  # nor a UUID's first groups (Celery's task ids)
 )
 _DIGIT = re.compile(r"%2[0bB]|\d")  # digits are masked, URL escapes kept

@@ -83,7 +83,8 @@ def test_every_form_of_a_number_is_masked(form: str) -> None:
         "task 1f2e3d4c-1234-4abc-8def-1234567890ab",
         "task 12345678-1234-4abc-8def-1234567890ab",
         "CA1234567890abcdef1234567890abcdef",
-        "duration_ms=41 calls=12345678",
+        "duration_ms=41 calls=123456789",
+        "Listening at: http://127.0.0.1:18733 (3843)",
     ],
 )
 def test_times_addresses_and_ids_are_kept(kept: str) -> None:
