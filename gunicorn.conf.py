@@ -11,6 +11,23 @@ import subprocess
 import sys
 from typing import Any
 
+# The app alone decides whose X-Forwarded-* headers count (TRUSTED_PROXIES, signup.proxies):
+# gunicorn's own scheme rewriting, on by default for 127.0.0.1, would be a second, looser rule.
+forwarded_allow_ips = ""
+secure_scheme_headers: dict[str, str] = {}
+
+# Logging: each worker, once the app is loaded, takes over gunicorn's error and access loggers
+# (signup.logs.configure): their lines go through the app's one redacting handler, to stderr,
+# in LOG_FORMAT. `--access-logfile` still switches access lines on; its file name is not used.
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """With --preload the app (and its logging) was set up in the master, whose gunicorn
+    loggers a reload (HUP) sets up afresh: take them over again in each new worker."""
+    logs = sys.modules.get("signup.logs")
+    if logs is not None:
+        logs.route_all_loggers()
+
 
 def on_starting(server: Any) -> None:
     """Refuse a bad setting in the master with one line, before any worker boots and fails.

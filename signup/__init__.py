@@ -32,7 +32,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if config:
         app.config.update(config)
     settings.finalise(app.config)
-    logs.configure(app.config["LOG_FORMAT"], app.config["LOG_LEVEL"])
+    logs.configure(
+        app.config["LOG_FORMAT"], app.config["LOG_LEVEL"], logs.configured_secrets(app.config)
+    )
     logcontext.init_app(app)  # first, so every other hook's log lines carry the request id
     metrics_registry.prepare()  # before any module binds a metric to a file there
 
@@ -71,7 +73,17 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     _register_blueprints(app)
     _register_cli(app)
     _install_fast_path(app)
+    _install_trusted_proxies(app)  # outermost: the fast path sees the client too
     return app
+
+
+def _install_trusted_proxies(app: Flask) -> None:
+    """Take the client's address and scheme from trusted proxies only (signup.proxies)."""
+    from signup.proxies import TrustedProxies
+
+    app.wsgi_app = TrustedProxies(  # type: ignore[method-assign]
+        app.wsgi_app, app.config["TRUSTED_PROXY_NETWORKS"]
+    )
 
 
 def _install_fast_path(app: Flask) -> None:

@@ -188,6 +188,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("EXOTEL_WEBHOOK_TOKEN"),
     Setting("EXOTEL_ALLOWED_IPS"),
+    Setting("TRUSTED_PROXIES"),
     Setting("METRICS_TOKEN", external=True),  # signup.metrics.access
     Setting("METRICS_ALLOW", external=True),
     Setting("METRICS_PORT", whole(1), external=True),  # parsed by signup.metrics.exporter
@@ -242,7 +243,7 @@ def check_spelling(environ: Mapping[str, str] | None = None) -> None:
 
 
 def allowed_networks(raw: str | None) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    """Parse EXOTEL_ALLOWED_IPS: comma-separated addresses or CIDR ranges; empty allows all."""
+    """Parse an address list (EXOTEL_ALLOWED_IPS, TRUSTED_PROXIES): addresses or CIDR ranges."""
     if not raw:
         return []
     return [
@@ -334,6 +335,10 @@ def finalise(config: dict[str, Any]) -> None:
         config["EXOTEL_ALLOWED_NETWORKS"] = allowed_networks(config.get("EXOTEL_ALLOWED_IPS"))
     except ValueError as exc:
         raise ConfigError(f"EXOTEL_ALLOWED_IPS: {exc}") from exc
+    try:  # signup.proxies: whose forwarded headers count
+        config["TRUSTED_PROXY_NETWORKS"] = allowed_networks(config.get("TRUSTED_PROXIES"))
+    except ValueError as exc:
+        raise ConfigError(f"TRUSTED_PROXIES: {exc}") from exc
     token = config.get("EXOTEL_WEBHOOK_TOKEN")
     if token and len(token) < 16:
         raise ConfigError("EXOTEL_WEBHOOK_TOKEN must be at least 16 characters")
@@ -343,6 +348,7 @@ def finalise(config: dict[str, Any]) -> None:
     config.setdefault("RATELIMIT_STORAGE_URI", config.get("REDIS_URL") or "memory://")
     config.setdefault("RATELIMIT_KEY_PREFIX", "signup-limits")
     engine_options = config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+    engine_options.setdefault("hide_parameters", True)  # no volunteer data in SQL errors or logs
     if str(config["SQLALCHEMY_DATABASE_URI"]).startswith("sqlite"):
         engine_options.setdefault("connect_args", {"timeout": 30})
     else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from signup.config import BY_NAME
 from signup.metrics import access, registry
+from signup.proxies import Network, TrustedProxies
 
 StartResponse = Callable[..., Any]
 _REASONS = {401: "401 Unauthorized", 403: "403 Forbidden", 404: "404 Not Found"}
@@ -52,9 +53,18 @@ def wsgi_app(rule: access.Policy) -> Callable[[dict[str, Any], StartResponse], I
     return app
 
 
-def start(port: int, rule: access.Policy, host: str = "0.0.0.0") -> WSGIServer:  # noqa: S104
-    """Listen on host:port in a daemon thread; the guard, not the address, keeps scrapers out."""
-    server = make_server(host, port, wsgi_app(rule), handler_class=_QuietHandler)
+def start(
+    port: int,
+    rule: access.Policy,
+    host: str = "0.0.0.0",  # noqa: S104
+    proxies: Sequence[Network] = (),
+) -> WSGIServer:
+    """Listen on host:port in a daemon thread; the guard, not the address, keeps scrapers out.
+
+    Behind TRUSTED_PROXIES the guard sees the client's address, as the web's does.
+    """
+    app = TrustedProxies(wsgi_app(rule), proxies)
+    server = make_server(host, port, app, handler_class=_QuietHandler)
     threading.Thread(target=server.serve_forever, name="metrics-exporter", daemon=True).start()
     return server
 
@@ -74,6 +84,6 @@ def serve_from_worker(config: Mapping[str, Any], rule: access.Policy) -> None:
         return
 
     def on_ready(**_: Any) -> None:
-        start(port, rule)
+        start(port, rule, proxies=config.get("TRUSTED_PROXY_NETWORKS") or ())
 
     signals.worker_ready.connect(on_ready, weak=False, dispatch_uid="signup.metrics.exporter")
