@@ -102,6 +102,7 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "LOG_FORMAT": _env("LOG_FORMAT", "json" if environment != "development" else "text"),
         "LOG_LEVEL": _env("LOG_LEVEL", "INFO"),
         "MAX_CONTENT_LENGTH": _int_env("MAX_REQUEST_BYTES", 64 * 1024),
+        "IMPORT_MAX_BYTES": _int_env("IMPORT_MAX_BYTES", 10 * 1024 * 1024),  # its own route limit
         "SMS_RATE_PER_SECOND": float(_env("SMS_RATE_PER_SECOND", "10") or 10),
         "SMS_RATE_BURST": float(_env("SMS_RATE_BURST", "0") or 0),
         "FLOOD_CALLS_PER_HOUR": _int_env("FLOOD_CALLS_PER_HOUR", 10),

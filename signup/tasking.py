@@ -33,6 +33,7 @@ TASK_QUEUES = {
     "signup.messaging.tasks.relay_messages": SENDING,
     "signup.messaging.tasks.sweep_stale_messages": SENDING,
     "signup.calls.tasks.purge_raw_caller_strings": MAINTENANCE,
+    "signup.admin.tasks.read_import": MAINTENANCE,  # an untrusted file, bounded, off intake
 }
 
 

@@ -1,14 +1,17 @@
-"""Admin side of imports: keep the checked rows for the preview, merge on confirmation."""
+"""Admin side of imports: store the upload, read it in a task, preview its rows, then merge."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict
+
+from flask import current_app
 
 from signup import clock
 from signup.admin import services
 from signup.admin.access import Access
-from signup.admin.models import ImportBatch
+from signup.admin.models import ImportBatch, ImportStatus
 from signup.errors import ValidationError
 from signup.extensions import db
 from signup.volunteers import importer
@@ -20,17 +23,74 @@ def may_import(access: Access) -> bool:
 
 
 def upload(access: Access, filename: str, data: bytes) -> ImportBatch:
-    """Check an uploaded file and keep its rows for the preview."""
-    rows = importer.check(data, filename)
+    """Store an uploaded file for the import task; only its name and size are checked here.
+
+    The file is untrusted and may be slow to read, so it is never parsed in the web request.
+    """
+    importer.check_upload(filename, len(data), current_app.config["IMPORT_MAX_BYTES"])
     batch = ImportBatch(
         user_id=access.user_id,
         filename=filename[:200],
-        rows=json.dumps([asdict(r) for r in rows], ensure_ascii=False),
+        rows="[]",
+        status=ImportStatus.WAITING,
+        upload=data,
+        size_bytes=len(data),
         created_at=clock.now(),
     )
     db.session.add(batch)
     db.session.flush()
     return batch
+
+
+def claim(batch_id: int) -> ImportBatch | None:
+    """Take a waiting batch for reading; None when there is nothing to read.
+
+    A batch found already being read was left by a worker that died or was stopped at its
+    time limit while reading it: it is refused rather than read (and killed) again.
+    """
+    batch = db.session.get(ImportBatch, batch_id, with_for_update=True)
+    if batch is None:
+        return None
+    if batch.status == ImportStatus.READING:
+        fail(batch, "reading the file was stopped (too slow or too large); split it")
+        return None
+    if batch.status != ImportStatus.WAITING:
+        return None
+    batch.status = ImportStatus.READING
+    batch.reading_since = clock.now()
+    db.session.flush()
+    return batch
+
+
+def read(batch: ImportBatch, committed: Callable[[], None]) -> None:
+    """Check the batch's file into preview rows, or record its one-line error; drop the bytes.
+
+    `committed` makes progress visible (the task commits); it is called every few rows.
+    """
+
+    def progress(rows_read: int, rows_total: int | None) -> None:
+        batch.rows_read, batch.rows_total = rows_read, rows_total
+        db.session.flush()
+        committed()
+
+    try:
+        rows = importer.check(batch.upload or b"", batch.filename, progress=progress)
+    except ValidationError as exc:
+        fail(batch, str(exc))
+        return
+    batch.rows = json.dumps([asdict(r) for r in rows], ensure_ascii=False)
+    batch.rows_read = batch.rows_total = len(rows)
+    batch.status = ImportStatus.READY
+    batch.upload = None  # the numbers now live in the rows; keep no second copy
+    db.session.flush()
+
+
+def fail(batch: ImportBatch, error: str) -> None:
+    """Refuse a batch with a one-line error; its bytes are dropped."""
+    batch.status = ImportStatus.FAILED
+    batch.error = error.splitlines()[0][:300] if error else "the file could not be read"
+    batch.upload = None
+    db.session.flush()
 
 
 def rows_of(batch: ImportBatch) -> list[importer.ImportRow]:
@@ -51,6 +111,8 @@ def confirm(access: Access, batch_id: int) -> importer.MergeResult:
     batch = batch_for(access, batch_id)
     if batch.merged_at is not None:
         raise ValidationError("this list has already been imported")
+    if batch.status != ImportStatus.READY:
+        raise ValidationError("this list has not been read yet")
     rows = rows_of(batch)
     result = importer.merge(rows)
     batch.merged_at = clock.now()

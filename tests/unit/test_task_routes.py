@@ -18,6 +18,7 @@ EXPECTED = {
     "signup.messaging.tasks.relay_messages": "sending",
     "signup.messaging.tasks.sweep_stale_messages": "sending",
     "signup.calls.tasks.purge_raw_caller_strings": "maintenance",
+    "signup.admin.tasks.read_import": "maintenance",
 }
 
 
