@@ -358,7 +358,8 @@ def too_large(error: HTTPException) -> BaseResponse | HTTPException | tuple[str,
     if request.endpoint != "admin.import_upload" or not current_user.is_authenticated:
         return error
     message = importer.size_error(current_app.config["IMPORT_MAX_BYTES"])
-    return render_template("admin/import.html", form=ConfirmForm(), error=message), 413
+    form = ConfirmForm(formdata=None)  # the body is never read: it is over the limit
+    return render_template("admin/import.html", form=form, error=message), 413
 
 
 @bp.route("/import/<int:batch_id>", methods=["GET", "POST"])

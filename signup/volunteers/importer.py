@@ -13,7 +13,7 @@ import re
 import time
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from sqlalchemy import select
@@ -84,7 +84,7 @@ Progress = Callable[[int, int | None], None]
 
 def size_error(limit: int) -> str:
     """The one line shown for a file over IMPORT_MAX_BYTES, by the upload check and the 413 page."""
-    return f"the file is larger than {limit / (1024 * 1024):g} MB; split it"
+    return f"the file is larger than {limit / (1024 * 1024):.3g} MB; split it"
 
 
 def check_upload(filename: str, size: int, max_bytes: int | None = None) -> None:
@@ -128,6 +128,11 @@ def _csv_records(reader: Any) -> Lines:
         except StopIteration:
             return
         except csv.Error as exc:
+            if "end of data" in str(exc):
+                raise ValidationError(
+                    f"line {line}: a quote is not closed (the cell runs on to the end of the "
+                    "file); remove or close it"
+                ) from None
             raise ValidationError(f"line {line}: the CSV is malformed ({exc})") from None
         if reader.line_num != line:
             raise ValidationError(
@@ -238,7 +243,7 @@ def check(
         checked.append(_check_row(line, values, seen))
     if not checked:
         raise ValidationError("the file has no rows under its header")
-    return checked
+    return _refuse_erased(checked)
 
 
 def _check_row(line: int, values: dict[str, str], seen: set[str]) -> ImportRow:
@@ -270,9 +275,18 @@ def _check_row(line: int, values: dict[str, str], seen: set[str]) -> ImportRow:
             return ImportRow(line, phone.e164, error=f"PIN code {fields['pincode']} is unknown")
         fields["state"] = fields["state"] or place.state
         fields["district"] = fields["district"] or place.district
-    if erasure.is_suppressed(phone.e164):
-        return ImportRow(line, phone.e164, error="this person asked to be erased")
     return ImportRow(line, phone.e164, **fields)
+
+
+def _refuse_erased(rows: list[ImportRow]) -> list[ImportRow]:
+    """Mark the rows of people who asked to be erased (one query per few thousand rows)."""
+    erased = erasure.suppressed([row.phone for row in rows if row.phone and not row.error])
+    return [
+        replace(row, error="this person asked to be erased")
+        if row.phone in erased and not row.error
+        else row
+        for row in rows
+    ]
 
 
 @dataclass(frozen=True, slots=True)
