@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import asdict
+from datetime import timedelta
 
 from flask import current_app
+from sqlalchemy import select
 
 from signup import clock
 from signup.admin import services
@@ -15,6 +17,8 @@ from signup.admin.models import ImportBatch, ImportStatus
 from signup.errors import ValidationError
 from signup.extensions import db
 from signup.volunteers import importer
+
+STALLED_AFTER = timedelta(seconds=30)
 
 
 def may_import(access: Access) -> bool:
@@ -40,6 +44,15 @@ def upload(access: Access, filename: str, data: bytes) -> ImportBatch:
     db.session.add(batch)
     db.session.flush()
     return batch
+
+
+def stalled(older_than: timedelta = STALLED_AFTER) -> list[int]:
+    """Batches still waiting after this long: their task was lost (a broker outage); resend."""
+    cutoff = clock.now() - older_than
+    query = select(ImportBatch.id).where(
+        ImportBatch.status == ImportStatus.WAITING, ImportBatch.created_at < cutoff
+    )
+    return list(db.session.scalars(query.order_by(ImportBatch.id)))
 
 
 def claim(batch_id: int) -> ImportBatch | None:

@@ -9,6 +9,7 @@ from celery import shared_task
 from signup.admin import imports
 from signup.extensions import db
 from signup.logs import event
+from signup.tasking import publish_all
 from signup.volunteers.importer import MAX_SECONDS
 
 log = logging.getLogger(__name__)
@@ -37,3 +38,9 @@ def read_import(batch_id: int) -> str | None:
     db.session.commit()
     event(log, logging.INFO, "import.read", batch=batch_id, status=str(batch.status))
     return str(batch.status)
+
+
+@shared_task(name="signup.admin.tasks.relay_imports", ignore_result=True)
+def relay_imports() -> int:
+    """Publish again the reading of uploads whose task was lost; a duplicate finds nothing."""
+    return publish_all(read_import, [(batch_id,) for batch_id in imports.stalled()])

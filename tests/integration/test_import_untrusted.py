@@ -10,6 +10,7 @@ import random
 import tracemalloc
 import zipfile
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -374,3 +375,17 @@ def test_every_other_route_keeps_the_webhook_body_limit(app: Flask) -> None:
 def test_a_webhook_over_the_body_limit_is_still_refused(client: FlaskClient) -> None:
     params = call_params("CA" + "c" * 32, "+919911278199", "+918047259725", Pad="x" * 70_000)
     assert post_signed(client, "/webhooks/twilio/voice", params).status_code == 413
+
+
+def test_uploads_whose_task_was_lost_are_found_again(
+    client: FlaskClient, world: dict[str, Any]
+) -> None:
+    as_user(client, "org@x.org")
+    for name in ("lost.csv", "fresh.csv", "read.csv"):
+        upload(client, numbers(5).encode(), name)
+    batches = {b.filename: b for b in db.session.scalars(select(ImportBatch))}
+    for name in ("lost.csv", "read.csv"):
+        batches[name].created_at -= timedelta(minutes=1)
+    batches["read.csv"].status = ImportStatus.READY
+    db.session.commit()
+    assert imports.stalled() == [batches["lost.csv"].id]
