@@ -8,7 +8,7 @@ from dataclasses import asdict
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from signup import clock
 from signup.admin import services
@@ -18,7 +18,10 @@ from signup.errors import ValidationError
 from signup.extensions import db
 from signup.volunteers import importer
 
-STALLED_AFTER = timedelta(seconds=30)
+STALLED_AFTER = timedelta(seconds=30)  # waiting this long: its task was lost
+# Reading this long: its worker died or was killed at the task's time limit (which is longer
+# than the parse's own time box, and longer than this).
+READING_GIVEN_UP_AFTER = timedelta(seconds=importer.MAX_SECONDS + 30)
 
 
 def may_import(access: Access) -> bool:
@@ -46,11 +49,16 @@ def upload(access: Access, filename: str, data: bytes) -> ImportBatch:
     return batch
 
 
-def stalled(older_than: timedelta = STALLED_AFTER) -> list[int]:
-    """Batches still waiting after this long: their task was lost (a broker outage); resend."""
-    cutoff = clock.now() - older_than
+def stalled() -> list[int]:
+    """Batches whose task was lost (a broker outage) or whose reader died: to be sent again."""
+    now = clock.now()
     query = select(ImportBatch.id).where(
-        ImportBatch.status == ImportStatus.WAITING, ImportBatch.created_at < cutoff
+        or_(
+            (ImportBatch.status == ImportStatus.WAITING)
+            & (ImportBatch.created_at < now - STALLED_AFTER),
+            (ImportBatch.status == ImportStatus.READING)
+            & (ImportBatch.reading_since < now - READING_GIVEN_UP_AFTER),
+        )
     )
     return list(db.session.scalars(query.order_by(ImportBatch.id)))
 
@@ -58,14 +66,17 @@ def stalled(older_than: timedelta = STALLED_AFTER) -> list[int]:
 def claim(batch_id: int) -> ImportBatch | None:
     """Take a waiting batch for reading; None when there is nothing to read.
 
-    A batch found already being read was left by a worker that died or was stopped at its
-    time limit while reading it: it is refused rather than read (and killed) again.
+    A batch being read for longer than any reader may take was left by a worker that died or
+    was killed at its time limit: it is refused rather than read (and killed) again. One read
+    for less is another worker's (a duplicate task): left alone.
     """
     batch = db.session.get(ImportBatch, batch_id, with_for_update=True)
     if batch is None:
         return None
     if batch.status == ImportStatus.READING:
-        fail(batch, "reading the file was stopped (too slow or too large); split it")
+        since = batch.reading_since
+        if since is not None and since < clock.now() - READING_GIVEN_UP_AFTER:
+            fail(batch, "reading the file was stopped (too slow or too large); split it")
         return None
     if batch.status != ImportStatus.WAITING:
         return None

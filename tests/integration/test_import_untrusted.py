@@ -20,6 +20,7 @@ from openpyxl import Workbook
 from openpyxl.worksheet._read_only import ReadOnlyWorksheet
 from sqlalchemy import func, select
 
+from signup import clock
 from signup.admin import imports
 from signup.admin.models import ImportBatch, ImportStatus
 from signup.admin.tasks import read_import
@@ -325,8 +326,15 @@ def test_a_batch_left_reading_by_a_dead_worker_is_refused_not_read_again(
     as_user(client, "org@x.org")
     upload(client, numbers(5).encode(), "list.csv")
     batch = db.session.scalars(select(ImportBatch)).one()
-    batch.status = ImportStatus.READING  # the worker was killed at its time limit
+    batch.status = ImportStatus.READING  # another worker is reading it: a duplicate task
+    batch.reading_since = clock.now() - timedelta(seconds=importer.MAX_SECONDS)
     db.session.commit()
+    assert imports.stalled() == []
+    assert read_import.run(batch.id) is None
+    assert (batch.status, parsed) == ("reading", [])
+    batch.reading_since -= timedelta(minutes=1)  # now its worker was killed at its time limit
+    db.session.commit()
+    assert imports.stalled() == [batch.id]
     assert read_import.run(batch.id) is None
     assert (batch.status, batch.upload, parsed) == ("failed", None, [])
     assert_one_line(batch.error)
