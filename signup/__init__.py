@@ -10,8 +10,8 @@ from typing import Any
 from flask import Flask, redirect, url_for
 from sqlalchemy import event as sa_event
 
+from signup import bodies, logcontext, logs
 from signup import config as settings
-from signup import logcontext, logs
 from signup.extensions import csrf, db, limiter, login_manager
 from signup.metrics import registry as metrics_registry
 
@@ -27,6 +27,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         instance_path=os.environ.get("SIGNUP_INSTANCE_PATH"),
         instance_relative_config=True,
     )
+    app.request_class = bodies.Request  # per-route body limits (the import upload's own)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     app.config.update(settings.from_environment(app.instance_path))
     if config:

@@ -168,6 +168,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LOG_FORMAT", choice("json", "text"), described="json outside development"),
     Setting("LOG_LEVEL", choice("DEBUG", "INFO", "WARNING", "ERROR", fold=str.upper), "INFO"),
     Setting("MAX_REQUEST_BYTES", whole(1024), 64 * 1024, key="MAX_CONTENT_LENGTH"),
+    Setting("IMPORT_MAX_BYTES", whole(1024), 10 * 1024 * 1024),  # its own route limit
     Setting("SMS_RATE_PER_SECOND", number(0), 10.0),
     Setting("SMS_RATE_BURST", number(0), described="the rate"),
     Setting("FLOOD_CALLS_PER_HOUR", whole(0), 10),

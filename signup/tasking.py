@@ -35,6 +35,8 @@ TASK_QUEUES = {
     "signup.messaging.tasks.sweep_stale_messages": SENDING,
     "signup.calls.tasks.purge_raw_caller_strings": MAINTENANCE,
     "signup.admin.tasks.purge_import_previews": MAINTENANCE,
+    "signup.admin.tasks.read_import": MAINTENANCE,  # an untrusted file, bounded, off intake
+    "signup.admin.tasks.relay_imports": MAINTENANCE,
 }
 
 
@@ -88,6 +90,11 @@ def celery_config(app: Flask) -> dict[str, Any]:
                 "task": "signup.admin.tasks.purge_import_previews",
                 "schedule": 3600.0,
                 "options": {"expires": 600},
+            },
+            "relay-imports": {
+                "task": "signup.admin.tasks.relay_imports",
+                "schedule": 30.0,
+                "options": {"expires": 30},
             },
             "sweep-messages": {
                 "task": "signup.messaging.tasks.sweep_stale_messages",

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import ForeignKey, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from signup.clock import now
@@ -25,8 +26,17 @@ class AuditEntry(db.Model):  # type: ignore[name-defined]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now, index=True)
 
 
+class ImportStatus(enum.StrEnum):
+    """Where an uploaded list is: read by the import task off the request path, then previewed."""
+
+    WAITING = "waiting"  # stored, the task not yet started
+    READING = "reading"  # the task is parsing it
+    READY = "ready"  # checked rows stored: preview, then confirm
+    FAILED = "failed"  # refused; `error` says why in one line
+
+
 class ImportBatch(db.Model):  # type: ignore[name-defined]
-    """An uploaded list between its preview and the organiser's confirmation."""
+    """An uploaded list: its bytes until the task has read them, then its rows until confirmed."""
 
     __tablename__ = "imports"
 
@@ -36,3 +46,13 @@ class ImportBatch(db.Model):  # type: ignore[name-defined]
     rows: Mapped[str] = mapped_column(Text)  # the checked rows, as JSON
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
     merged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(
+        String(16), default=ImportStatus.WAITING, server_default=ImportStatus.READY
+    )
+    error: Mapped[str | None] = mapped_column(String(300))
+    # The uploaded file, kept only until the task has read it; never loaded with the batch.
+    upload: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    size_bytes: Mapped[int] = mapped_column(default=0, server_default="0")
+    rows_read: Mapped[int] = mapped_column(default=0, server_default="0")
+    rows_total: Mapped[int | None] = mapped_column()  # an estimate, for the progress bar
+    reading_since: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -21,12 +21,16 @@ from flask import (
     stream_with_context,
     url_for,
 )
-from flask_login import login_user
+from flask_login import current_user, login_user
+from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
 from signup import clock
 from signup.admin import auth, dashboard, imports, services
 from signup.admin.forms import ConfirmForm, LoginForm, VolunteerForm
+from signup.admin.models import ImportStatus
+from signup.admin.tasks import read_import
+from signup.bodies import body_limit
 from signup.campaigns import services as campaigns
 from signup.errors import ValidationError
 from signup.extensions import db, limiter
@@ -38,6 +42,7 @@ from signup.phones import mask, normalise
 from signup.tasking import publish
 from signup.users import services as user_services
 from signup.users.models import User
+from signup.volunteers import importer
 from signup.volunteers.export import CsvExport, VolunteerFilter
 
 bp = Blueprint(
@@ -329,9 +334,10 @@ def audit() -> str:
 
 
 @bp.route("/import", methods=["GET", "POST"])
+@body_limit("IMPORT_MAX_BYTES")
 @auth.require(imports.may_import)
 def import_upload() -> BaseResponse | str | tuple[str, int]:
-    """Upload a CSV or XLSX list; every row is checked before anything is stored."""
+    """Upload a CSV or XLSX list: stored as it is, then read by the import task, never here."""
     form = ConfirmForm()
     if request.method == "POST":
         if not form.validate_on_submit():
@@ -345,20 +351,35 @@ def import_upload() -> BaseResponse | str | tuple[str, int]:
         except ValidationError as exc:
             db.session.rollback()
             return render_template("admin/import.html", form=form, error=str(exc)), 400
+        publish(read_import, batch.id)
         return redirect(url_for("admin.import_preview", batch_id=batch.id))
     return render_template("admin/import.html", form=form, error=None)
+
+
+@bp.errorhandler(413)
+def too_large(error: HTTPException) -> BaseResponse | HTTPException | tuple[str, int]:
+    """An upload over IMPORT_MAX_BYTES gets the import page with one line, not a bare 413."""
+    if request.endpoint != "admin.import_upload" or not current_user.is_authenticated:
+        return error
+    message = importer.size_error(current_app.config["IMPORT_MAX_BYTES"])
+    form = ConfirmForm(formdata=None)  # the body is never read: it is over the limit
+    return render_template("admin/import.html", form=form, error=message), 413
 
 
 @bp.route("/import/<int:batch_id>", methods=["GET", "POST"])
 @auth.require(imports.may_import)
 def import_preview(batch_id: int) -> BaseResponse | str:
-    """Preview the checked rows (an error per bad row); confirming merges the good ones."""
+    """The list being read (a self-refreshing progress page), its error, or its preview."""
     access = auth.current_access()
     try:
         batch = imports.batch_for(access, batch_id)
     except LookupError:
         abort(404)
     form = ConfirmForm()
+    if batch.status in (ImportStatus.WAITING, ImportStatus.READING):
+        return render_template("admin/import_progress.html", batch=batch)
+    if batch.status == ImportStatus.FAILED:
+        return render_template("admin/import.html", form=form, error=batch.error, batch=batch)
     if request.method == "POST" and form.validate_on_submit():
         try:
             result = imports.confirm(access, batch_id)

@@ -26,7 +26,7 @@ from sqlalchemy import Column, delete, or_, select, update
 
 from signup import clock
 from signup import database as dbx
-from signup.admin.models import AuditEntry, ImportBatch
+from signup.admin.models import AuditEntry, ImportBatch, ImportStatus
 from signup.calls.models import Call
 from signup.campaigns.models import Campaign
 from signup.errors import ValidationError
@@ -113,6 +113,11 @@ TREATMENTS: dict[tuple[str, str], Treatment] = {
         Kind.REMOVED, "the person's rows leave unconfirmed previews; previews expire"
     ),
     ("imports", "filename"): Treatment(Kind.SCRUBBED, "an organiser may name a file after anyone"),
+    ("imports", "upload"): Treatment(
+        Kind.REMOVED, "an upload not yet read is discarded (uploaded again, it is re-checked)"
+    ),
+    ("imports", "error"): Treatment(Kind.SCRUBBED, "a one-line reason, which could quote a cell"),
+    ("imports", "status"): _ENUM,
     ("audit_log", "detail"): Treatment(Kind.SCRUBBED, "free text an organiser's action produced"),
     ("audit_log", "action"): _ENUM,
     ("suppressions", "phone_hash"): Treatment(Kind.KEYED_HASH, "stops messages and imports"),
@@ -151,15 +156,18 @@ def phone_hash(e164: str) -> str:
     return hmac.new(key, e164.encode(), hashlib.sha256).hexdigest()
 
 
-def suppressed(phones: Iterable[str]) -> set[str]:
-    """The numbers among these (E.164) that were erased and have not called us since."""
-    by_hash = {phone_hash(phone): phone for phone in phones}
-    if not by_hash:
-        return set()
-    found = db.session.scalars(
-        select(Suppression.phone_hash).where(Suppression.phone_hash.in_(sorted(by_hash)))
-    )
-    return {by_hash[h] for h in found}
+def suppressed(phones: Iterable[str], chunk: int = 5000) -> set[str]:
+    """The numbers among these (E.164) that were erased and have not called us since.
+
+    One query per `chunk` numbers: an import checks tens of thousands at once.
+    """
+    numbers = sorted(set(phones))
+    found: set[str] = set()
+    for start in range(0, len(numbers), chunk):
+        by_hash = {phone_hash(n): n for n in numbers[start : start + chunk]}
+        query = select(Suppression.phone_hash).where(Suppression.phone_hash.in_(sorted(by_hash)))
+        found.update(by_hash[h] for h in db.session.scalars(query))
+    return found
 
 
 def is_suppressed(e164: str) -> bool:
@@ -242,6 +250,7 @@ def erase_volunteer(volunteer: Volunteer) -> Volunteer:
     _erase_import_previews(traces)
     _scrub(AuditEntry.__table__.c.detail, traces)
     _scrub(ImportBatch.__table__.c.filename, traces)
+    _scrub(ImportBatch.__table__.c.error, traces)
     volunteer.phone = f"erased:{volunteer.id}"
     for column in _blanked("volunteers"):
         setattr(volunteer, column, None)
@@ -315,7 +324,21 @@ def _erase_calls(e164: str) -> None:
 
 
 def _erase_import_previews(traces: Traces) -> None:
-    """Take the person's rows out of every list awaiting confirmation."""
+    """Take the person's rows out of every list awaiting confirmation; drop unread uploads.
+
+    An uploaded file not yet read (a CSV or a zipped workbook) cannot be searched reliably,
+    so it is discarded with a one-line reason: uploaded again, its rows are checked against
+    the suppression list like any other.
+    """
+    db.session.execute(
+        update(ImportBatch)
+        .where(ImportBatch.status.in_([ImportStatus.WAITING, ImportStatus.READING]))
+        .values(
+            upload=None,
+            status=ImportStatus.FAILED,
+            error="discarded: a person was erased while this list waited; upload it again",
+        )
+    )
     for batch in db.session.scalars(
         select(ImportBatch).where(ImportBatch.merged_at.is_(None)).with_for_update()
     ):

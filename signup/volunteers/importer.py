@@ -10,8 +10,10 @@ import contextlib
 import csv
 import io
 import re
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from sqlalchemy import select
@@ -23,8 +25,12 @@ from signup.phones import normalise
 from signup.volunteers import erasure, places
 from signup.volunteers.models import Volunteer, VolunteerStatus
 
-MAX_ROWS = 50_000
-MAX_BYTES = 10 * 1024 * 1024
+# Bounds on an untrusted file, checked before and while it is read (off the request path).
+MAX_ROWS = 50_000  # rows under the header, blank ones included
+MAX_COLUMNS = 64
+MAX_SECONDS = 120.0  # a parse that runs longer is stopped with a one-line error
+MAX_EXPANDED_BYTES = 100 * 1024 * 1024  # an .xlsx (a zip) unpacked, all parts together
+PROGRESS_EVERY = 1000  # rows between progress reports
 SCIENTIFIC = re.compile(r"^\s*[+-]?\d+(?:\.\d+)?[eE][+-]?\d+\s*$")
 COLUMNS = {
     "phone": {"phone", "mobile", "number", "phone number", "mobile number", "फ़ोन", "मोबाइल"},
@@ -72,50 +78,172 @@ def _header(cells: list[str]) -> dict[str, int]:
     return found
 
 
-def _rows(data: bytes, filename: str) -> Iterator[list[str]]:
-    if filename.lower().endswith(".xlsx"):
-        from openpyxl import load_workbook
+Lines = Iterator[tuple[int, list[str]]]
+Progress = Callable[[int, int | None], None]
 
-        try:
-            book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-        except Exception as exc:  # openpyxl raises many kinds for a damaged file
-            raise ValidationError("the file is not a readable .xlsx workbook") from exc
-        for row in book.worksheets[0].iter_rows(values_only=True):
-            yield [_cell(value) for value in row]
-        return
+
+def size_error(limit: int) -> str:
+    """The one line shown for a file over IMPORT_MAX_BYTES, by the upload check and the 413 page."""
+    return f"the file is larger than {limit / (1024 * 1024):.3g} MB; split it"
+
+
+def check_upload(filename: str, size: int, max_bytes: int | None = None) -> None:
+    """Refuse a file by its name and size alone, before it is stored or read."""
+    if not filename.lower().endswith((".csv", ".xlsx")):
+        raise ValidationError("upload a .csv or .xlsx file")
+    if size == 0:
+        raise ValidationError("the file is empty")
+    if max_bytes is not None and size > max_bytes:
+        raise ValidationError(size_error(max_bytes))
+
+
+def _too_many_rows() -> ValidationError:
+    return ValidationError(f"the file has more than {MAX_ROWS} rows under its header; split it")
+
+
+def _csv_lines(data: bytes) -> tuple[int, Lines]:
+    """An estimate of the lines, and each record with its line; malformed CSV is refused."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ValidationError("the CSV is not UTF-8 (save it as 'CSV UTF-8')") from exc
+    if "\x00" in text:
+        raise ValidationError("the file holds binary data (NUL bytes); it is not a CSV")
+    estimate = text.rstrip("\r\n").count("\n") + 1
+    if estimate > MAX_ROWS + 1:
+        raise _too_many_rows()  # counted before reading a single record
     delimiter = ","
     with contextlib.suppress(csv.Error):  # a one-column file has nothing to sniff
         delimiter = csv.Sniffer().sniff(text[:4096], delimiters=",;\t").delimiter
-    yield from csv.reader(io.StringIO(text), delimiter=delimiter)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    return estimate, _csv_records(reader)
 
 
-def check(data: bytes, filename: str) -> list[ImportRow]:
-    """Read and check every row; raises ValidationError when the file itself is unusable."""
-    if len(data) > MAX_BYTES:
-        raise ValidationError(f"the file is larger than {MAX_BYTES // (1024 * 1024)} MB")
-    if not filename.lower().endswith((".csv", ".xlsx")):
-        raise ValidationError("upload a .csv or .xlsx file")
-    rows = _rows(data, filename)
+def _csv_records(reader: Any) -> Lines:
+    """Each record with the line it starts on; a cell running over line ends is refused."""
+    line = 1
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            if "end of data" in str(exc):
+                raise ValidationError(
+                    f"line {line}: a quote is not closed (the cell runs on to the end of the "
+                    "file); remove or close it"
+                ) from None
+            raise ValidationError(f"line {line}: the CSV is malformed ({exc})") from None
+        if reader.line_num != line:
+            raise ValidationError(
+                f"line {line}: a quote is not closed (the cell runs on to line "
+                f"{reader.line_num}); remove or close it"
+            )
+        yield line, cells
+        line = reader.line_num + 1
+
+
+def _xlsx_lines(data: bytes) -> tuple[int | None, Lines]:
+    """The first sheet's rows, streamed; its declared size is checked before any row is read."""
+    from openpyxl import load_workbook
+
     try:
-        header = _header(next(rows))
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            expanded = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise ValidationError("the file is not a readable .xlsx workbook") from exc
+    if expanded > MAX_EXPANDED_BYTES:
+        raise ValidationError("the workbook unpacks to more than 100 MB; save it as CSV")
+    try:
+        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        sheet = book.worksheets[0]
+    except Exception as exc:  # openpyxl raises many kinds for a damaged file
+        raise ValidationError("the file is not a readable .xlsx workbook") from exc
+    rows, columns = sheet.max_row, sheet.max_column  # from its <dimension>, when it has one
+    if rows is not None and rows > MAX_ROWS + 1:
+        raise _too_many_rows()
+    if columns is not None and columns > MAX_COLUMNS:
+        raise ValidationError(f"the sheet has more than {MAX_COLUMNS} columns")
+    # Bounded even when the dimension is missing or lies: openpyxl pads missing rows and cells
+    # up to these bounds only, never to the sheet's last row or column.
+    cells = sheet.iter_rows(max_row=MAX_ROWS + 2, max_col=MAX_COLUMNS + 1, values_only=True)
+    return rows, _xlsx_records(cells)
+
+
+def _xlsx_records(cells: Iterator[tuple[Any, ...]]) -> Lines:
+    """Each row with its number; a sheet damaged past its first rows is refused at that row."""
+    line = 1
+    while True:
+        try:
+            row = next(cells)
+        except StopIteration:
+            return
+        except Exception as exc:  # the sheet's XML is read lazily, row by row
+            raise ValidationError(f"line {line}: the workbook is damaged here") from exc
+        yield line, _xlsx_row(line, row)
+        line += 1
+
+
+def _xlsx_row(line: int, row: tuple[Any, ...]) -> list[str]:
+    if len(row) > MAX_COLUMNS and row[MAX_COLUMNS] is not None:
+        raise ValidationError(f"line {line}: more than {MAX_COLUMNS} columns")
+    values = list(row[:MAX_COLUMNS])
+    while values and values[-1] is None:
+        values.pop()
+    return [_cell(value) for value in values]
+
+
+def _lines(data: bytes, filename: str) -> tuple[int | None, Lines]:
+    if filename.lower().endswith(".xlsx"):
+        return _xlsx_lines(data)
+    return _csv_lines(data)
+
+
+def _bounded(line: int, cells: list[str]) -> list[str]:
+    """The cells of a line within the row and column bounds; ValidationError beyond them."""
+    if line > MAX_ROWS + 1:
+        raise _too_many_rows()
+    if len(cells) > MAX_COLUMNS:
+        raise ValidationError(f"line {line}: more than {MAX_COLUMNS} columns")
+    return cells
+
+
+def check(
+    data: bytes,
+    filename: str,
+    *,
+    max_seconds: float = MAX_SECONDS,
+    progress: Progress | None = None,
+) -> list[ImportRow]:
+    """Read and check every row within the bounds; ValidationError when the file is unusable.
+
+    Runs in the import task, never in a web request: the file is untrusted and may be slow.
+    `progress` is told the rows read so far and the estimated total, every few rows.
+    """
+    check_upload(filename, len(data))
+    deadline = time.monotonic() + max_seconds
+    estimate, lines = _lines(data, filename)
+    try:
+        _, first = next(lines)
     except StopIteration:
         raise ValidationError("the file is empty") from None
+    header = _header(_bounded(1, first))
     checked: list[ImportRow] = []
     seen: set[str] = set()
-    for line, cells in enumerate(rows, start=2):
+    for line, cells in lines:
+        _bounded(line, cells)
+        if line % PROGRESS_EVERY == 0:
+            if time.monotonic() > deadline:
+                raise ValidationError(f"reading the file took over {max_seconds:g} s; split it")
+            if progress is not None:
+                progress(line - 1, estimate and estimate - 1)
         if not any(cell.strip() for cell in cells):
             continue
-        if len(checked) >= MAX_ROWS:
-            raise ValidationError(f"the file has more than {MAX_ROWS} rows; split it")
         values = {key: (cells[i].strip() if i < len(cells) else "") for key, i in header.items()}
         checked.append(_check_row(line, values, seen))
     if not checked:
         raise ValidationError("the file has no rows under its header")
-    return checked
+    return _refuse_erased(checked)
 
 
 def _check_row(line: int, values: dict[str, str], seen: set[str]) -> ImportRow:
@@ -147,9 +275,18 @@ def _check_row(line: int, values: dict[str, str], seen: set[str]) -> ImportRow:
             return ImportRow(line, phone.e164, error=f"PIN code {fields['pincode']} is unknown")
         fields["state"] = fields["state"] or place.state
         fields["district"] = fields["district"] or place.district
-    if erasure.is_suppressed(phone.e164):
-        return ImportRow(line, phone.e164, error="this person asked to be erased")
     return ImportRow(line, phone.e164, **fields)
+
+
+def _refuse_erased(rows: list[ImportRow]) -> list[ImportRow]:
+    """Mark the rows of people who asked to be erased (one query per few thousand rows)."""
+    erased = erasure.suppressed([row.phone for row in rows if row.phone and not row.error])
+    return [
+        replace(row, error="this person asked to be erased")
+        if row.phone in erased and not row.error
+        else row
+        for row in rows
+    ]
 
 
 @dataclass(frozen=True, slots=True)

@@ -127,6 +127,15 @@ def untreated(columns: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
     return set(columns) - set(TREATMENTS)
 
 
+def _read_upload(access: Any, name: str, data: bytes) -> ImportBatch:
+    """Upload a list and read it as the import task does: a preview awaiting confirmation."""
+    batch = imports.upload(access, name, data)
+    claimed = imports.claim(batch.id)
+    assert claimed is not None
+    imports.read(claimed, db.session.flush)
+    return claimed
+
+
 @pytest.mark.usefixtures("db_session")
 def test_every_text_column_of_the_schema_has_an_erasure_treatment() -> None:
     assert untreated(model_text_columns(db.metadata)) == set()
@@ -183,8 +192,21 @@ def dump_database() -> str:
         for table, column in generated
         for value in db.session.scalars(select(sa_column(column)).select_from(sa_table(table)))
     ]
+    # Byte columns come out of pg_dump as hex: read every one of them as text as well.
+    binary = db.session.execute(
+        sql(
+            "SELECT table_name, column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND data_type = 'bytea'"
+        )
+    ).all()
+    raw = [
+        bytes(value).decode("utf-8", "replace")
+        for table, column in binary
+        for value in db.session.scalars(select(sa_column(column)).select_from(sa_table(table)))
+        if value is not None
+    ]
     db.session.remove()
-    return dumped + "\n".join(cells)
+    return dumped + "\n".join([*cells, *raw])
 
 
 def _text(value: Any) -> str:
@@ -246,9 +268,10 @@ def world_with_the_person_everywhere(app: Flask, spool: Spool, folder: Path) -> 
     handle_reply(Reply("twilio", "SMhelp", "099112 78181", "HELP"))
     handle_reply(Reply("twilio", "SMother", OTHER, "HELP"))
     listing = f"phone,name\n09911278181,{NAME}\n{OTHER},Sita\n".encode()
-    confirmed = imports.upload(access, f"{NAME} 99112 78181.csv", listing)
+    confirmed = _read_upload(access, f"{NAME} 99112 78181.csv", listing)
     imports.confirm(access, confirmed.id)  # the audit entry names the file: names them
-    imports.upload(access, "pending.csv", f"phone,name\n+91 99112 78181,{NAME}\n".encode())
+    _read_upload(access, "pending.csv", f"phone,name\n+91 99112 78181,{NAME}\n".encode())
+    imports.upload(access, "unread.csv", f"phone,name\n+91 99112 78181,{NAME}\n".encode())
     db.session.commit()
     now = clock.now()
     assert spool.put(InboundCall("twilio", "CAspool1", "+91 99112 78181", NUMBER), now) == "redis"
@@ -339,7 +362,7 @@ def test_an_erased_person_comes_back_by_no_path_but_a_missed_call(path: str) -> 
     campaign()
     calls.process_call(inbound(MOBILE).id)
     access = _organiser()
-    preview = imports.upload(access, "list.csv", f"phone,name\n09911278181,{NAME}\n".encode())
+    preview = _read_upload(access, "list.csv", f"phone,name\n09911278181,{NAME}\n".encode())
     erasure.erase(MOBILE)
     COMEBACKS[path]((access, preview.id))
     db.session.flush()
@@ -404,9 +427,9 @@ def test_unconfirmed_previews_expire_and_are_purged(app: Flask) -> None:
     access = _organiser()
     hours = app.config["IMPORT_PREVIEW_HOURS"]
     assert hours == 24
-    old = imports.upload(access, "old.csv", f"phone,name\n{MOBILE},{NAME}\n".encode())
-    imports.upload(access, "fresh.csv", f"phone\n{OTHER}\n".encode())
-    merged = imports.upload(access, "merged.csv", f"phone\n{OTHER}\n".encode())
+    old = _read_upload(access, "old.csv", f"phone,name\n{MOBILE},{NAME}\n".encode())
+    _read_upload(access, "fresh.csv", f"phone\n{OTHER}\n".encode())
+    merged = _read_upload(access, "merged.csv", f"phone\n{OTHER}\n".encode())
     imports.confirm(access, merged.id)
     for batch in (old, merged):
         batch.created_at = clock.now() - timedelta(hours=hours, minutes=1)

@@ -11,6 +11,8 @@ from flask.testing import FlaskClient
 from openpyxl import Workbook
 from sqlalchemy import func, select
 
+from signup.admin.models import ImportBatch, ImportStatus
+from signup.admin.tasks import read_import
 from signup.calls import services as calls
 from signup.errors import ValidationError
 from signup.extensions import db
@@ -99,6 +101,12 @@ def upload(client: FlaskClient, data: bytes, name: str) -> Any:
     )
 
 
+def read_uploads() -> list[str | None]:
+    """Do what the worker does with the published tasks: read every waiting upload."""
+    waiting = select(ImportBatch.id).where(ImportBatch.status == ImportStatus.WAITING)
+    return [read_import.run(batch_id) for batch_id in db.session.scalars(waiting).all()]
+
+
 def test_preview_then_merge_without_duplicates_or_sms(
     client: FlaskClient, world: dict[str, Any]
 ) -> None:
@@ -107,6 +115,8 @@ def test_preview_then_merge_without_duplicates_or_sms(
     response = upload(client, CSV.encode(), "list.csv")
     assert response.status_code == 302
     preview_url = response.headers["Location"]
+    assert "Waiting to be read" in client.get(preview_url).get_data(as_text=True)
+    assert read_uploads() == ["ready"]
     preview = client.get(preview_url).get_data(as_text=True)
     assert "4 will be skipped" in preview and "damaged by Excel" in preview
     assert db.session.scalar(select(func.count()).select_from(Volunteer)) == 3  # nothing yet
@@ -147,8 +157,20 @@ def test_viewers_and_scoped_accounts_cannot_import(
     assert client.get("/admin/import").status_code == 403
 
 
-def test_a_bad_file_is_a_clear_400(client: FlaskClient, world: dict[str, Any]) -> None:
+def test_a_bad_file_is_refused_with_one_line(client: FlaskClient, world: dict[str, Any]) -> None:
     as_user(client, "org@x.org")
     response = upload(client, b"name\nA\n", "list.csv")
+    assert response.status_code == 302
+    assert read_uploads() == ["failed"]
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert re.search(r"list.csv: the first row must name a phone column", page)
+
+
+@pytest.mark.parametrize(("data", "name"), [(b"", "list.csv"), (b"phone\n1\n", "list.pdf")])
+def test_a_file_refused_by_its_name_or_size_is_a_clear_400(
+    client: FlaskClient, world: dict[str, Any], data: bytes, name: str
+) -> None:
+    as_user(client, "org@x.org")
+    response = upload(client, data, name)
     assert response.status_code == 400
-    assert re.search(r"phone column", response.get_data(as_text=True))
+    assert re.search(r"the file is empty|upload a .csv or .xlsx", response.get_data(as_text=True))

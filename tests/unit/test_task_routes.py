@@ -19,6 +19,8 @@ EXPECTED = {
     "signup.messaging.tasks.sweep_stale_messages": "sending",
     "signup.calls.tasks.purge_raw_caller_strings": "maintenance",
     "signup.admin.tasks.purge_import_previews": "maintenance",
+    "signup.admin.tasks.read_import": "maintenance",
+    "signup.admin.tasks.relay_imports": "maintenance",
 }
 
 
