@@ -362,12 +362,18 @@ def _opt_out(call: Call, phone: Phone, campaign: Campaign) -> Processed:
 
 
 def record_failure(call_id: int, error: Exception) -> None:
-    """Count a failed processing attempt; after MAX_PROCESS_ATTEMPTS the call is `failed`."""
+    """Count a failed processing attempt; after MAX_PROCESS_ATTEMPTS the call is `failed`.
+
+    A call to an opt-out number is never given up: a withdrawal is kept pending, and retried
+    by every relay run, until it applies (each failure is logged at ERROR, for an alert).
+    """
     call = db.session.get(Call, call_id, with_for_update=NO_KEY_UPDATE, populate_existing=True)
     if call is None or call.state == CallState.DONE:
         return
     call.attempts += 1
-    if call.attempts >= MAX_PROCESS_ATTEMPTS:
+    route = campaigns.route(call.called)
+    withdrawal = route is not None and route.is_optout
+    if call.attempts >= MAX_PROCESS_ATTEMPTS and not withdrawal:
         call.state = CallState.FAILED
     else:
         call.state = CallState.PENDING
@@ -380,4 +386,5 @@ def record_failure(call_id: int, error: Exception) -> None:
         attempts=call.attempts,
         error=type(error).__name__,
         final=call.state == CallState.FAILED,
+        withdrawal=withdrawal,
     )
