@@ -146,6 +146,9 @@ def handle_reply(reply: Reply) -> list[int]:
     ).all()
     evidence = volunteers.Evidence(ConsentChannel.SMS_KEYWORD, inbound_message_id=inbound_id)
     to_send: list[int] = []
+    if word is Keyword.STOP:
+        volunteers.withdraw_imported(volunteer)  # on a list, never joined: now refused too
+        db.session.flush()
     for campaign in campaigns:
         if word is Keyword.STOP:
             # Nothing goes back: sending to a number that just said STOP gives Twilio 21610.

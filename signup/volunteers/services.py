@@ -17,7 +17,7 @@ from signup.messaging import services as messaging
 from signup.messaging.models import Message, MessageKind
 from signup.phones import Phone, normalise
 
-__all__ = ["Change", "Evidence", "join", "normalise", "opt_out"]
+__all__ = ["Change", "Evidence", "join", "normalise", "opt_out", "withdraw_imported"]
 from signup.volunteers import erasure
 from signup.volunteers.models import (
     ConsentChannel,
@@ -194,6 +194,10 @@ def opt_out(
     sub = _locked_subscription(volunteer, campaign)
     change = Change(volunteer)
     if sub is None or sub.status != VolunteerStatus.ACTIVE:
+        if withdraw_imported(volunteer):
+            change.consent = ConsentEventType.WITHDRAWN
+            _record_consent(volunteer, campaign, ConsentEventType.WITHDRAWN, evidence)
+            db.session.flush()
         return change
     sub.status = VolunteerStatus.OPTED_OUT
     sub.opted_out_at = clock.now()
@@ -209,6 +213,18 @@ def opt_out(
         )
     db.session.flush()
     return change
+
+
+def withdraw_imported(volunteer: Volunteer) -> bool:
+    """An imported person (on an organiser's list, never joined) who asks to leave is opted out.
+
+    They have no subscription to withdraw, so their status carries the refusal; True if it did.
+    """
+    if volunteer.status != VolunteerStatus.IMPORTED:
+        return False
+    volunteer.status = VolunteerStatus.OPTED_OUT
+    volunteer.opted_out_at = clock.now()
+    return True
 
 
 def withdraw_unsubscribed(message: Message) -> None:
