@@ -25,6 +25,7 @@ from signup.campaigns.models import Campaign
 from signup.extensions import db
 from signup.phones import Phone, PhoneKind
 from signup.volunteers import bulk
+from signup.volunteers import services as volunteers
 from signup.volunteers.models import ConsentEventType
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ def process_batch(call_ids: list[int]) -> BatchResult:
             to_apply.append(call)
         else:
             joins.append(JoinCall(call.id, call.phone.e164 or "", campaign, call.received_at))
+    volunteers.lock_people([j.caller for j in joins] + [c.phone.e164 or "" for c in to_apply])
     flooding = flooding_calls([(j.id, j.caller, j.received_at) for j in joins])
     superseded = superseded_joins([j for j in joins if j.id not in flooding])
     for join in joins:

@@ -175,6 +175,7 @@ def process_call(call_id: int) -> Processed | None:
     if route is not None:
         call.campaign_id = route.campaign.id
         join = JoinCall(call.id, phone.e164 or "", route.campaign, call.received_at)
+        volunteers.lock_people([join.caller])
         if not phone.is_person:
             result = Processed(CallOutcome.NO_CALLER)
         elif route.is_optout:  # withdrawal always wins: no flood or ordering rule holds it back

@@ -134,6 +134,7 @@ def handle_reply(reply: Reply) -> list[int]:
     phone = normalise(reply.from_raw)
     if word is None or phone.e164 is None:
         return []
+    volunteers.lock_people([phone.e164])
     inbound_id = _record(reply, phone.e164, word)
     volunteer = volunteers.find_by_phone(phone.e164, lock=True)
     if inbound_id is None or volunteer is None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, select, text
 
 from signup import clock
 from signup import database as dbx
@@ -87,6 +88,30 @@ def count_call(phone: str, at: datetime) -> Volunteer:
     )
     assert volunteer is not None
     return volunteer
+
+
+PERSON_LOCKS = 16_010  # advisory lock namespace: one person's consent changes, one at a time
+
+
+def lock_people(phones: Iterable[str]) -> None:
+    """Hold each number's consent lock until commit (PostgreSQL advisory locks, in one order).
+
+    Taken before anything else by every path that joins or withdraws from a call or a reply, so
+    one person's join and withdrawal apply one after the other even in concurrent transactions:
+    a withdrawal committed while a batch ran is seen by its superseded check, and a join
+    committed first is there for the withdrawal to withdraw.
+    """
+    numbers = sorted({phone for phone in phones if phone})
+    if not numbers or dbx.dialect_name() != "postgresql":
+        return  # SQLite (development) has one writer at a time anyway
+    db.session.execute(
+        text(
+            "SELECT pg_advisory_xact_lock(:space, k) FROM"
+            " (SELECT DISTINCT hashtext(n) AS k FROM unnest(CAST(:numbers AS text[])) AS n"
+            " ORDER BY k) AS keys"
+        ),
+        {"space": PERSON_LOCKS, "numbers": numbers},
+    )
 
 
 def find_by_phone(phone: str, *, lock: bool = False) -> Volunteer | None:
