@@ -471,7 +471,7 @@ def at_ten(app: Flask) -> Iterator[None]:
 
 @pytest.mark.usefixtures("at_ten")
 @pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("rule", ["flood", "quiet_hours", "blackout"])
+@pytest.mark.parametrize("rule", ["flood", "quiet_hours", "blackout", "dlt_unregistered"])
 def test_no_rule_holds_back_a_call_to_the_opt_out_number(
     app: Flask, monkeypatch: pytest.MonkeyPatch, rule: str, path: str
 ) -> None:
@@ -482,8 +482,10 @@ def test_no_rule_holds_back_a_call_to_the_opt_out_number(
         joined += [_record(NUMBER, START - timedelta(minutes=20 - n)) for n in range(10)]
     elif rule == "quiet_hours":
         app.config["SMS_QUIET_HOURS"] = QUIET
-    else:
+    elif rule == "blackout":
         campaigns.add_blackout(jan, starts_at=START, ends_at=START + timedelta(days=2))
+    else:  # a DLT principal but no template: such SMS are refused; the withdrawal is not
+        campaigns.set_dlt(jan, entity_id="1201160000000000001", header="JANSVA")
     _apply(path, joined, monkeypatch)
     assert _subscription_status() == VolunteerStatus.ACTIVE
     optout = _record(OPTOUT, START)
@@ -497,6 +499,34 @@ def test_no_rule_holds_back_a_call_to_the_opt_out_number(
     assert confirmation is not None  # it alone may wait for the window to end
     if rule == "flood":
         assert confirmation.status == MessageStatus.QUEUED
+
+
+@pytest.mark.usefixtures("at_ten")
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("dialled", ["08047259726", "+91 80 4725 9726", "918047259726"])
+def test_the_opt_out_number_dialled_in_any_format_withdraws(
+    monkeypatch: pytest.MonkeyPatch, dialled: str, path: str
+) -> None:
+    campaign()
+    _apply(path, [_record(NUMBER, START - timedelta(hours=1))], monkeypatch)
+    _apply(path, [_record(dialled, START)], monkeypatch)
+    assert _subscription_status() == VolunteerStatus.OPTED_OUT
+
+
+@pytest.mark.usefixtures("at_ten")
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("first", ["join", "optout"])
+def test_calls_in_the_same_second_apply_in_call_id_order(
+    monkeypatch: pytest.MonkeyPatch, first: str, path: str
+) -> None:
+    """Same received_at: the call recorded first is the earlier one, in every path."""
+    campaign()
+    _apply(path, [_record(NUMBER, START - timedelta(hours=1))], monkeypatch)
+    numbers = [NUMBER, OPTOUT] if first == "join" else [OPTOUT, NUMBER]
+    ids = [_record(number, START) for number in numbers]
+    _apply(path, ids, monkeypatch)
+    expected = VolunteerStatus.OPTED_OUT if first == "join" else VolunteerStatus.ACTIVE
+    assert _subscription_status() == expected
 
 
 @pytest.mark.usefixtures("at_ten")
@@ -585,19 +615,27 @@ def _counts() -> tuple[int, ...]:
 
 
 @pytest.mark.usefixtures("at_ten")
+@pytest.mark.parametrize("waiting_for", ["quiet_hours", "retry", "worker"])
 @pytest.mark.parametrize("source", SOURCES[:4])
 @pytest.mark.parametrize("kind", [MessageKind.ONBOARDING, MessageKind.HELP])
 def test_a_withdrawal_stops_every_message_already_waiting(
-    app: Flask, world: Sender, source: str, kind: MessageKind
+    app: Flask, world: Sender, source: str, kind: MessageKind, waiting_for: str
 ) -> None:
-    """Created before the withdrawal, waiting for quiet hours: never sent; the confirmation is."""
-    app.config["SMS_QUIET_HOURS"] = QUIET
+    """Created before the withdrawal and waiting (for quiet hours to end, a retry after a
+    transient failure, or a worker to take its task): never sent; the confirmation is."""
+    if waiting_for == "quiet_hours":
+        app.config["SMS_QUIET_HOURS"] = QUIET
     campaign()
     calls.process_call(_record(NUMBER, START - timedelta(minutes=5)))
     if kind is MessageKind.HELP:
         keywords.handle_reply(keywords.Reply("twilio", "SM0", MOBILE, "help"))
     waiting = db.session.scalar(select(Message).where(Message.kind == kind))
-    assert waiting is not None and waiting.status == MessageStatus.PENDING
+    assert waiting is not None
+    if waiting_for == "retry":  # as _record leaves a transient failure
+        waiting.status, waiting.attempts = MessageStatus.PENDING, 1
+        waiting.next_attempt_at = START + timedelta(seconds=30)
+    expected = MessageStatus.QUEUED if waiting_for == "worker" else MessageStatus.PENDING
+    assert waiting.status == expected
     _withdraw(source)
     clock.set_clock(lambda: START + timedelta(hours=3))
     app.config["SMS_QUIET_HOURS"] = "off"
