@@ -254,6 +254,7 @@ def withdraw_imported(volunteer: Volunteer) -> bool:
 
 def withdraw_unsubscribed(message: Message) -> None:
     """The provider says the recipient unsubscribed (Twilio 21610): record their withdrawal."""
+    lock_people([message.to_phone])
     volunteer = db.session.get(Volunteer, message.volunteer_id, with_for_update=NO_KEY_UPDATE)
     campaign = db.session.get(Campaign, message.campaign_id)
     if volunteer is None or campaign is None:

@@ -1,8 +1,9 @@
 """Withdrawal always wins between concurrent transactions: one person's consent changes queue.
 
 A join processed by one worker while another commits the same person's later withdrawal (a
-call to the opt-out number, a STOP reply) must not slip past it: every path takes the person's
-lock first (volunteers.services.lock_people), so the join sees the withdrawal and is superseded.
+call to the opt-out number, a STOP reply, a provider's 21610) must not slip past it: every path
+takes the person's lock first (volunteers.services.lock_people), so the join sees the withdrawal
+and is superseded.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from signup.calls import batch
 from signup.calls import services as calls
 from signup.extensions import db
 from signup.messaging import keywords
+from signup.messaging.models import Message
+from signup.volunteers import services as volunteers
 from signup.volunteers.models import Subscription, VolunteerStatus
 from tests.integration.factories import OPTOUT, campaign, inbound
 
@@ -60,20 +63,26 @@ def _in_thread(app: Flask, work: Callable[[], None], hold: threading.Event | Non
 
 
 @pytest.mark.parametrize("join_path", ["batch", "one_call"])
-@pytest.mark.parametrize("withdrawal", ["opt_out_call", "stop_reply"])
+@pytest.mark.parametrize("withdrawal", ["opt_out_call", "stop_reply", "provider"])
 def test_a_withdrawal_committed_while_an_older_join_is_processed_wins(
     clean: Flask, withdrawal: str, join_path: str
 ) -> None:
     campaign()
-    join_id = inbound(MOBILE).id  # made first; its batch runs late, beside the withdrawal
+    if withdrawal == "provider":  # they joined earlier and we have an SMS to send them
+        calls.process_call(inbound(MOBILE).id)
+    join_id = inbound(MOBILE).id  # made next; its batch runs late, beside the withdrawal
     optout_id = inbound(MOBILE, OPTOUT).id
     db.session.commit()
 
     def withdraw() -> None:
         if withdrawal == "opt_out_call":
             calls.process_call(optout_id)
-        else:
+        elif withdrawal == "stop_reply":
             keywords.handle_reply(keywords.Reply("twilio", "SM-race", MOBILE, "STOP"))
+        else:  # Twilio answered a send with 21610
+            message = db.session.scalar(select(Message))
+            assert message is not None
+            volunteers.withdraw_unsubscribed(message)
 
     def join() -> None:
         if join_path == "batch":
