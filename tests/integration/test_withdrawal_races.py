@@ -1,7 +1,7 @@
 """Withdrawal always wins between concurrent transactions: one person's consent changes queue.
 
 A join processed by one worker while another commits the same person's later withdrawal (a
-call to the opt-out number, a STOP reply, a provider's 21610) must not slip past it: every path
+call to the opt-out number, a STOP reply, a 21610, an admin) must not slip past it: every path
 takes the person's lock first (volunteers.services.lock_people), so the join sees the withdrawal
 and is superseded.
 """
@@ -16,13 +16,17 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select, text
 
+from signup.admin import services as admin_services
+from signup.admin.access import Access
 from signup.calls import batch
 from signup.calls import services as calls
 from signup.extensions import db
 from signup.messaging import keywords
 from signup.messaging.models import Message
+from signup.users import services as users
+from signup.users.models import Role
 from signup.volunteers import services as volunteers
-from signup.volunteers.models import Subscription, VolunteerStatus
+from signup.volunteers.models import Subscription, Volunteer, VolunteerStatus
 from tests.integration.factories import OPTOUT, campaign, inbound
 
 MOBILE = "+919911200001"
@@ -63,13 +67,14 @@ def _in_thread(app: Flask, work: Callable[[], None], hold: threading.Event | Non
 
 
 @pytest.mark.parametrize("join_path", ["batch", "one_call"])
-@pytest.mark.parametrize("withdrawal", ["opt_out_call", "stop_reply", "provider"])
+@pytest.mark.parametrize("withdrawal", ["opt_out_call", "stop_reply", "provider", "organiser"])
 def test_a_withdrawal_committed_while_an_older_join_is_processed_wins(
     clean: Flask, withdrawal: str, join_path: str
 ) -> None:
     campaign()
-    if withdrawal == "provider":  # they joined earlier and we have an SMS to send them
+    if withdrawal in ("provider", "organiser"):  # they joined earlier
         calls.process_call(inbound(MOBILE).id)
+    admin = users.create_user(email="admin@x.org", role="admin", password="correct horse battery")
     join_id = inbound(MOBILE).id  # made next; its batch runs late, beside the withdrawal
     optout_id = inbound(MOBILE, OPTOUT).id
     db.session.commit()
@@ -79,10 +84,14 @@ def test_a_withdrawal_committed_while_an_older_join_is_processed_wins(
             calls.process_call(optout_id)
         elif withdrawal == "stop_reply":
             keywords.handle_reply(keywords.Reply("twilio", "SM-race", MOBILE, "STOP"))
-        else:  # Twilio answered a send with 21610
+        elif withdrawal == "provider":  # Twilio answered a send with 21610
             message = db.session.scalar(select(Message))
             assert message is not None
             volunteers.withdraw_unsubscribed(message)
+        else:  # an admin opts them out on their request
+            volunteer_id = db.session.scalar(select(Volunteer.id))
+            assert volunteer_id is not None
+            admin_services.opt_out(volunteer_id, Access(admin.id, Role.ADMIN))
 
     def join() -> None:
         if join_path == "batch":
