@@ -141,11 +141,17 @@ class History:
 
 
 def visible_volunteer(volunteer_id: int, access: Access, *, lock: bool = False) -> Volunteer:
-    """The volunteer if this account may see them; ValidationError (404) otherwise."""
+    """The volunteer if this account may see them; ValidationError (404) otherwise.
+
+    Locking takes the person's consent lock first (the order every consent change takes), so an
+    opt-out or erasure here and a join being processed apply one after the other.
+    """
     query = select(Volunteer).where(
         Volunteer.id == volunteer_id, access.condition(), Volunteer.status != VolunteerStatus.ERASED
     )
     if lock:
+        phone = db.session.scalar(select(Volunteer.phone).where(Volunteer.id == volunteer_id))
+        volunteers.lock_people([phone] if phone else [])
         query = query.with_for_update(key_share=True)
     volunteer = db.session.scalar(query)
     if volunteer is None:

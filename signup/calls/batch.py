@@ -2,8 +2,9 @@
 
 One task per call tops out near a thousand calls a second on two cores; a drive's spike is
 larger. Joins, nearly every call, are written with multi-row statements (volunteers.bulk), in
-rounds of one call per caller so that a person's calls apply in the order they came; opt-outs
-go through process_call, in the same transaction, so their rules live in one place.
+rounds of one call per caller so that a person's calls apply in the order they came (received_at,
+then id, as services.in_processing_order); opt-outs go through process_call, in the same
+transaction, so their rules live in one place.
 tests/integration/test_batch_processing.py checks both paths give the same rows.
 """
 
@@ -19,11 +20,12 @@ from sqlalchemy import or_, select, update
 from signup import clock
 from signup import database as dbx
 from signup.calls.models import Call, CallOutcome, CallState
-from signup.calls.services import flooding_calls, process_call
+from signup.calls.services import JoinCall, flooding_calls, process_call, superseded_joins
 from signup.campaigns.models import Campaign
 from signup.extensions import db
 from signup.phones import Phone, PhoneKind
 from signup.volunteers import bulk
+from signup.volunteers import services as volunteers
 from signup.volunteers.models import ConsentEventType
 
 log = logging.getLogger(__name__)
@@ -63,22 +65,31 @@ def process_batch(call_ids: list[int]) -> BatchResult:
         return result
     routes = _routes({p.called for p in pending if p.called})
     finished: dict[tuple[str, int | None], list[int]] = defaultdict(list)
-    candidates: list[_Pending] = []
+    to_apply: list[_Pending] = []
+    joins: list[JoinCall] = []
     for call in pending:
-        campaign, _ = routes.get(call.called or "", (None, False))
+        campaign, is_optout = routes.get(call.called or "", (None, False))
         if campaign is None:
             finished[(CallOutcome.UNROUTED, None)].append(call.id)
         elif not call.phone.is_person:
             finished[(CallOutcome.NO_CALLER, campaign.id)].append(call.id)
+        elif is_optout:  # withdrawal always wins: no flood or ordering rule holds it back
+            to_apply.append(call)
         else:
-            candidates.append(call)
-    flooding = flooding_calls([(c.id, c.phone.e164 or "", c.received_at) for c in candidates])
+            joins.append(JoinCall(call.id, call.phone.e164 or "", campaign, call.received_at))
+    volunteers.lock_people([j.caller for j in joins] + [c.phone.e164 or "" for c in to_apply])
+    flooding = flooding_calls([(j.id, j.caller, j.received_at) for j in joins])
+    superseded = superseded_joins([j for j in joins if j.id not in flooding])
+    for join in joins:
+        if join.id in flooding:
+            finished[(CallOutcome.FLOODING, join.campaign.id)].append(join.id)
+        elif join.id in superseded:
+            finished[(CallOutcome.SUPERSEDED, join.campaign.id)].append(join.id)
+    applied = {j.id for j in joins if j.id not in flooding and j.id not in superseded}
+    to_apply += [call for call in pending if call.id in applied]
     by_caller: dict[str, deque[_Pending]] = defaultdict(deque)
-    for call in candidates:
-        if call.id in flooding:
-            finished[(CallOutcome.FLOODING, routes[call.called or ""][0].id)].append(call.id)
-        else:
-            by_caller[call.phone.e164 or ""].append(call)
+    for call in sorted(to_apply, key=lambda c: (c.received_at, c.id)):
+        by_caller[call.phone.e164 or ""].append(call)
     # Rounds of one call per caller keep each person's calls in the order they came.
     while by_caller:
         heads = [calls.popleft() for calls in by_caller.values()]

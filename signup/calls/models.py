@@ -34,6 +34,7 @@ class CallOutcome(enum.StrEnum):
     UNROUTED = "unrouted"
     NO_CALLER = "no_caller"
     FLOODING = "flooding"
+    SUPERSEDED = "superseded"  # a join made before a withdrawal already on record: no effect
 
 
 class Call(db.Model):  # type: ignore[name-defined]

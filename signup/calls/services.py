@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import functools
 import logging
+import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,9 +23,18 @@ from signup.campaigns.models import Campaign
 from signup.database import NO_KEY_UPDATE
 from signup.extensions import db
 from signup.logs import event
+from signup.messaging.keywords import Keyword
+from signup.messaging.models import InboundMessage
 from signup.phones import Phone, PhoneKind, mask, normalise
+from signup.volunteers import erasure
 from signup.volunteers import services as volunteers
-from signup.volunteers.models import ConsentChannel, ConsentEventType
+from signup.volunteers.models import (
+    ConsentChannel,
+    ConsentEvent,
+    ConsentEventType,
+    Suppression,
+    Volunteer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -164,12 +174,16 @@ def process_call(call_id: int) -> Processed | None:
     result = Processed(CallOutcome.UNROUTED)
     if route is not None:
         call.campaign_id = route.campaign.id
+        join = JoinCall(call.id, phone.e164 or "", route.campaign, call.received_at)
+        volunteers.lock_people([join.caller])
         if not phone.is_person:
             result = Processed(CallOutcome.NO_CALLER)
-        elif call.id in flooding_calls([(call.id, phone.e164 or "", call.received_at)]):
-            result = Processed(CallOutcome.FLOODING)
-        elif route.is_optout:
+        elif route.is_optout:  # withdrawal always wins: no flood or ordering rule holds it back
             result = _opt_out(call, phone, route.campaign)
+        elif call.id in flooding_calls([(call.id, join.caller, call.received_at)]):
+            result = Processed(CallOutcome.FLOODING)
+        elif call.id in superseded_joins([join]):
+            result = Processed(CallOutcome.SUPERSEDED)
         else:
             result = _join(call, phone, route.campaign)
     call.state = CallState.DONE
@@ -206,6 +220,103 @@ def flooding_calls(calls: list[tuple[int, str, datetime]]) -> set[int]:
             flooding.add(call_id)
             event(log, logging.INFO, "call.flooding", caller=mask(caller), calls_last_hour=recent)
     return flooding
+
+
+@dataclass(frozen=True, slots=True)
+class JoinCall:
+    """A person's call to a campaign's own number: a join, unless a later withdrawal outranks it."""
+
+    id: int
+    caller: str
+    campaign: Campaign
+    received_at: datetime
+
+
+# Where a withdrawal has no call id to break a tie with a join made at the same moment, it wins.
+_WINS_TIES = sys.maxsize
+_Key = tuple[str, int | None]  # (caller, campaign id), None for every campaign
+
+
+def superseded_joins(joins: list[JoinCall]) -> set[int]:
+    """Ids of the join calls outranked by a withdrawal made later and already applied.
+
+    Calls may be processed out of order (a failed batch retried, a spooled call replayed), so a
+    join is weighed against every withdrawal applied so far by when each was made, not when it
+    was processed: processed opt-out calls (received_at, then call id, the order processing
+    applies calls in), STOP replies and erasures (every campaign), provider and organiser
+    opt-outs; one query each. A withdrawal still waiting is applied after the join anyway.
+    """
+    if not joins:
+        return set()
+    latest = _latest_withdrawals(
+        sorted({j.caller for j in joins}), min(j.received_at for j in joins)
+    )
+    superseded: set[int] = set()
+    for join in joins:
+        made = (join.received_at, join.id)
+        for key in ((join.caller, join.campaign.id), (join.caller, None)):
+            withdrawal = latest.get(key)
+            if withdrawal is not None and withdrawal > made:
+                superseded.add(join.id)
+    return superseded
+
+
+def _latest_withdrawals(callers: list[str], since: datetime) -> dict[_Key, tuple[datetime, int]]:
+    """The latest withdrawal on record at or after `since` per (caller, campaign)."""
+    latest: dict[_Key, tuple[datetime, int]] = {}
+
+    def note(key: tuple[str | None, int | None], made: tuple[datetime, int]) -> None:
+        if key[0] is not None and (key not in latest or made > latest[key]):
+            latest[(key[0], key[1])] = made
+
+    optout_calls = db.session.execute(
+        select(Call.caller, Campaign.id, Call.received_at, Call.id)
+        .join(Campaign, Campaign.optout_number == Call.called)
+        .where(Call.caller.in_(callers), Call.received_at >= since, Call.state == CallState.DONE)
+    )
+    for caller, campaign_id, received_at, call_id in optout_calls:
+        note((caller, campaign_id), (received_at, call_id))
+    stops = db.session.execute(
+        select(InboundMessage.sender, InboundMessage.received_at).where(
+            InboundMessage.sender.in_(callers),
+            InboundMessage.keyword == Keyword.STOP,
+            InboundMessage.received_at >= since,
+        )
+    )
+    for sender, received_at in stops:
+        note((sender, None), (received_at, _WINS_TIES))
+    opt_outs = db.session.execute(
+        select(Volunteer.phone, ConsentEvent.campaign_id, ConsentEvent.recorded_at)
+        .join(Volunteer, Volunteer.id == ConsentEvent.volunteer_id)
+        .where(
+            Volunteer.phone.in_(callers),
+            ConsentEvent.event == ConsentEventType.WITHDRAWN,
+            ConsentEvent.channel.in_([ConsentChannel.PROVIDER, ConsentChannel.ORGANISER]),
+            ConsentEvent.recorded_at >= since,
+        )
+    )
+    for phone, campaign_id, recorded_at in opt_outs:
+        note((phone, campaign_id), (recorded_at, _WINS_TIES))
+    hashes = {erasure.phone_hash(caller): caller for caller in callers}
+    erased = db.session.execute(
+        select(Suppression.phone_hash, Suppression.created_at).where(
+            Suppression.phone_hash.in_(sorted(hashes)), Suppression.created_at >= since
+        )
+    )
+    for phone_hash, created_at in erased:
+        note((hashes[phone_hash], None), (created_at, _WINS_TIES))
+    return latest
+
+
+def in_processing_order(call_ids: list[int]) -> list[int]:
+    """These calls in the order processing applies them: by when they came, then by id."""
+    return list(
+        db.session.scalars(
+            select(Call.id)
+            .where(dbx.id_in(Call.id, sorted(call_ids)))
+            .order_by(Call.received_at, Call.id)
+        )
+    )
 
 
 def purge_raw_strings(older_than_days: int, batch: int = 10_000) -> int:
@@ -252,12 +363,18 @@ def _opt_out(call: Call, phone: Phone, campaign: Campaign) -> Processed:
 
 
 def record_failure(call_id: int, error: Exception) -> None:
-    """Count a failed processing attempt; after MAX_PROCESS_ATTEMPTS the call is `failed`."""
+    """Count a failed processing attempt; after MAX_PROCESS_ATTEMPTS the call is `failed`.
+
+    A call to an opt-out number is never given up: a withdrawal is kept pending, and retried
+    by every relay run, until it applies (each failure is logged at ERROR, for an alert).
+    """
     call = db.session.get(Call, call_id, with_for_update=NO_KEY_UPDATE, populate_existing=True)
     if call is None or call.state == CallState.DONE:
         return
     call.attempts += 1
-    if call.attempts >= MAX_PROCESS_ATTEMPTS:
+    route = campaigns.route(call.called)
+    withdrawal = route is not None and route.is_optout
+    if call.attempts >= MAX_PROCESS_ATTEMPTS and not withdrawal:
         call.state = CallState.FAILED
     else:
         call.state = CallState.PENDING
@@ -270,4 +387,5 @@ def record_failure(call_id: int, error: Exception) -> None:
         attempts=call.attempts,
         error=type(error).__name__,
         final=call.state == CallState.FAILED,
+        withdrawal=withdrawal,
     )

@@ -47,9 +47,9 @@ def process_calls(call_ids: list[int]) -> int:
 
 
 def _one_by_one(call_ids: list[int]) -> list[int]:
-    """Process each call in its own transaction; a call that fails has its attempt counted."""
+    """Process each call in its own transaction, in the batch's order; a failure is counted."""
     message_ids: list[int] = []
-    for call_id in call_ids:
+    for call_id in services.in_processing_order(call_ids):
         try:
             result = services.process_call(call_id)
             db.session.commit()

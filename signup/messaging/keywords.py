@@ -134,6 +134,7 @@ def handle_reply(reply: Reply) -> list[int]:
     phone = normalise(reply.from_raw)
     if word is None or phone.e164 is None:
         return []
+    volunteers.lock_people([phone.e164])
     volunteer = volunteers.find_by_phone(phone.e164, lock=True)
     # Evidence about a volunteer keeps their number; anyone else's (an erased person's) is not
     # stored: the provider's id alone keeps a retry from counting twice.
@@ -148,6 +149,9 @@ def handle_reply(reply: Reply) -> list[int]:
     ).all()
     evidence = volunteers.Evidence(ConsentChannel.SMS_KEYWORD, inbound_message_id=inbound_id)
     to_send: list[int] = []
+    if word is Keyword.STOP:
+        volunteers.withdraw_imported(volunteer)  # on a list, never joined: now refused too
+        db.session.flush()
     for campaign in campaigns:
         if word is Keyword.STOP:
             # Nothing goes back: sending to a number that just said STOP gives Twilio 21610.

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app, has_app_context
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import bindparam, exists, func, or_, select, update
 
 from signup import clock
 from signup import database as dbx
@@ -32,7 +32,7 @@ from signup.messaging.models import Message, MessageKind, MessageStatus
 from signup.messaging.providers import Dlt, OutboundSms, SendError, SendResult, SmsSender
 from signup.messaging.ratelimit import LATE_TOLERANCE, RateLimiter, acquire_many
 from signup.phones import mask
-from signup.volunteers.models import Volunteer
+from signup.volunteers.models import Subscription, Volunteer, VolunteerStatus
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +182,7 @@ def _requeue_after() -> timedelta:
 
 
 CLAIMABLE = (MessageStatus.QUEUED, MessageStatus.PENDING)
+WITHDRAWN_ERROR = "withdrawn before sending"
 MESSAGES = Message.__table__
 
 
@@ -222,6 +223,34 @@ def _defer_campaign(message_ids: list[int], campaign_id: int, until: datetime) -
         )
 
 
+def _drop_withdrawn(message_ids: list[int], at: datetime) -> None:
+    """Fail the claimable messages among these whose subscription is no longer active.
+
+    A withdrawal stops every SMS of that campaign but its own confirmation at once, also one
+    created before it that waits for quiet hours, a blackout, a retry or the broker.
+    """
+    table = MESSAGES
+    active = exists().where(
+        Subscription.volunteer_id == table.c.volunteer_id,
+        Subscription.campaign_id == table.c.campaign_id,
+        Subscription.status == VolunteerStatus.ACTIVE,
+    )
+    dropped = db.session.execute(
+        update(table)
+        .where(
+            table.c.id.in_(message_ids),
+            table.c.status.in_(CLAIMABLE),
+            table.c.kind != MessageKind.OPTOUT_CONFIRMATION,
+            ~active,
+        )
+        .values(status=MessageStatus.FAILED, error_message=WITHDRAWN_ERROR, updated_at=at)
+        .returning(table.c.id)
+    ).all()
+    if dropped:
+        ids = sorted(message_id for (message_id,) in dropped)
+        event(log, logging.INFO, "sms.withdrawn", message_ids=ids[:20], messages=len(ids))
+
+
 def claim_batch(message_ids: Sequence[int], provider: str | None = None) -> list[Claimed]:
     """Move queued or pending messages to `sending` in one statement; skip what others hold.
 
@@ -234,6 +263,7 @@ def claim_batch(message_ids: Sequence[int], provider: str | None = None) -> list
         return []
     table = MESSAGES
     at = clock.now()
+    _drop_withdrawn(ids, at)
     campaign_ids = db.session.scalars(
         select(table.c.campaign_id)
         .where(table.c.id.in_(ids), table.c.status.in_(CLAIMABLE))

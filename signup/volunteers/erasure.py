@@ -218,6 +218,11 @@ def erase(raw_phone: str) -> Volunteer:
     e164 = normalise(raw_phone).e164
     if e164 is None:
         raise ValidationError(f"{raw_phone!r} is not a valid phone number")
+    # The person's consent lock first, as every join and withdrawal takes it (services imports
+    # this module, hence the late import): an erasure never interleaves with their call.
+    from signup.volunteers.services import lock_people
+
+    lock_people([e164])
     volunteer = db.session.scalar(
         select(Volunteer).where(Volunteer.phone == e164).with_for_update()
     )

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, select, text
 
 from signup import clock
 from signup import database as dbx
@@ -17,7 +18,7 @@ from signup.messaging import services as messaging
 from signup.messaging.models import Message, MessageKind
 from signup.phones import Phone, normalise
 
-__all__ = ["Change", "Evidence", "join", "normalise", "opt_out"]
+__all__ = ["Change", "Evidence", "join", "normalise", "opt_out", "withdraw_imported"]
 from signup.volunteers import erasure
 from signup.volunteers.models import (
     ConsentChannel,
@@ -87,6 +88,30 @@ def count_call(phone: str, at: datetime) -> Volunteer:
     )
     assert volunteer is not None
     return volunteer
+
+
+PERSON_LOCKS = 16_010  # advisory lock namespace: one person's consent changes, one at a time
+
+
+def lock_people(phones: Iterable[str]) -> None:
+    """Hold each number's consent lock until commit (PostgreSQL advisory locks, in one order).
+
+    Taken before anything else by every path that joins or withdraws from a call or a reply, so
+    one person's join and withdrawal apply one after the other even in concurrent transactions:
+    a withdrawal committed while a batch ran is seen by its superseded check, and a join
+    committed first is there for the withdrawal to withdraw.
+    """
+    numbers = sorted({phone for phone in phones if phone})
+    if not numbers or dbx.dialect_name() != "postgresql":
+        return  # SQLite (development) has one writer at a time anyway
+    db.session.execute(
+        text(
+            "SELECT pg_advisory_xact_lock(:space, k) FROM"
+            " (SELECT DISTINCT hashtext(n) AS k FROM unnest(CAST(:numbers AS text[])) AS n"
+            " ORDER BY k) AS keys"
+        ),
+        {"space": PERSON_LOCKS, "numbers": numbers},
+    )
 
 
 def find_by_phone(phone: str, *, lock: bool = False) -> Volunteer | None:
@@ -194,6 +219,10 @@ def opt_out(
     sub = _locked_subscription(volunteer, campaign)
     change = Change(volunteer)
     if sub is None or sub.status != VolunteerStatus.ACTIVE:
+        if withdraw_imported(volunteer):
+            change.consent = ConsentEventType.WITHDRAWN
+            _record_consent(volunteer, campaign, ConsentEventType.WITHDRAWN, evidence)
+            db.session.flush()
         return change
     sub.status = VolunteerStatus.OPTED_OUT
     sub.opted_out_at = clock.now()
@@ -211,8 +240,21 @@ def opt_out(
     return change
 
 
+def withdraw_imported(volunteer: Volunteer) -> bool:
+    """An imported person (on an organiser's list, never joined) who asks to leave is opted out.
+
+    They have no subscription to withdraw, so their status carries the refusal; True if it did.
+    """
+    if volunteer.status != VolunteerStatus.IMPORTED:
+        return False
+    volunteer.status = VolunteerStatus.OPTED_OUT
+    volunteer.opted_out_at = clock.now()
+    return True
+
+
 def withdraw_unsubscribed(message: Message) -> None:
     """The provider says the recipient unsubscribed (Twilio 21610): record their withdrawal."""
+    lock_people([message.to_phone])
     volunteer = db.session.get(Volunteer, message.volunteer_id, with_for_update=NO_KEY_UPDATE)
     campaign = db.session.get(Campaign, message.campaign_id)
     if volunteer is None or campaign is None:
