@@ -23,6 +23,7 @@ from signup.logs import event
 from signup.messaging import services as messaging
 from signup.messaging.models import InboundMessage, Message, MessageKind
 from signup.phones import mask, normalise
+from signup.volunteers import erasure
 from signup.volunteers import services as volunteers
 from signup.volunteers.models import ConsentChannel, Subscription, Volunteer, VolunteerStatus
 
@@ -136,9 +137,12 @@ def handle_reply(reply: Reply) -> list[int]:
         return []
     volunteers.lock_people([phone.e164])
     volunteer = volunteers.find_by_phone(phone.e164, lock=True)
-    # Evidence about a volunteer keeps their number; anyone else's (an erased person's) is not
-    # stored: the provider's id alone keeps a retry from counting twice.
-    inbound_id = _record(reply, phone.e164 if volunteer else None, word)
+    # The sender's number is the evidence of the keyword: a STOP from someone whose missed call
+    # is not processed yet must still supersede that join (calls.services.superseded_joins).
+    # An erased person's number is not stored again: the provider's id alone keeps a retry
+    # from counting twice.
+    erased = volunteer is None and erasure.is_suppressed(phone.e164)
+    inbound_id = _record(reply, None if erased else phone.e164, word)
     if inbound_id is None or volunteer is None:
         return []
     wanted = VolunteerStatus.OPTED_OUT if word is Keyword.START else VolunteerStatus.ACTIVE
