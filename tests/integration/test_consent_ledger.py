@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +21,7 @@ from signup.campaigns import services as campaigns
 from signup.campaigns.models import Campaign, CampaignNotice, DltTemplate
 from signup.errors import ValidationError
 from signup.extensions import db
-from signup.messaging.keywords import Keyword, keyword
+from signup.messaging.keywords import WORDS, Keyword, keyword
 from signup.messaging.models import InboundMessage, Message, MessageKind
 from signup.volunteers.erasure import is_suppressed
 from signup.volunteers.export import CsvExport, VolunteerFilter
@@ -206,6 +208,9 @@ def test_ledger_records_given_withdrawn_re_given_erased(app: Flask) -> None:
         ("Unsubscribe", Keyword.STOP),
         ("बंद", Keyword.STOP),
         ("band karo", Keyword.STOP),
+        ("BANDH KARO", Keyword.STOP),
+        ("Bandh Karen.", Keyword.STOP),
+        ("बन्द करो", Keyword.STOP),
         ("Roko!", Keyword.STOP),
         ("START", Keyword.START),
         ("unstop", Keyword.START),
@@ -221,6 +226,34 @@ def test_ledger_records_given_withdrawn_re_given_erased(app: Flask) -> None:
 )
 def test_keywords_count_only_as_the_whole_message(body: str, expected: Keyword | None) -> None:
     assert keyword(body) is expected
+
+
+README_ROWS = {"leave": Keyword.STOP, "re-join": Keyword.START, "help": Keyword.HELP}
+
+
+def readme_keywords() -> dict[Keyword, set[str]]:
+    """The words of the README's Reply keywords table, by what they mean."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Reply keywords", 1)[1].split("\n## ", 1)[0]
+    found: dict[Keyword, set[str]] = {}
+    for meaning, kind in README_ROWS.items():
+        [cell] = re.findall(rf"^\| {meaning}\b[^|]*\| ([^|]+) \|$", section, re.MULTILINE)
+        found[kind] = {word.strip() for word in re.split(r"[,;]", cell)}
+    return found
+
+
+def test_the_readme_lists_exactly_the_keywords_the_code_knows() -> None:
+    assert readme_keywords() == {kind: set(words) for kind, words in WORDS.items()}
+
+
+@pytest.mark.parametrize("kind", list(Keyword))
+def test_every_keyword_counts_however_it_is_typed(kind: Keyword) -> None:
+    """Each word of each kind, in any case, padded, with a closing mark, is that keyword."""
+    for word in WORDS[kind]:
+        for typed in (word, word.lower(), word.title(), f"  {word}. ", f"{word}!", f"{word}।"):
+            assert keyword(typed) is kind, typed
+        assert keyword(f"{word} {word}") is None  # a keyword is the whole message
+        assert keyword(f"please {word}") is None
 
 
 def sms(client: FlaskClient, sid: str, body: str, **extra: str) -> Any:
