@@ -26,7 +26,7 @@ from signup.messaging.models import InboundMessage, Message, MessageKind
 from signup.volunteers.erasure import is_suppressed
 from signup.volunteers.export import CsvExport, VolunteerFilter
 from signup.volunteers.models import ConsentEvent, Suppression, Volunteer
-from tests.helpers import post_signed
+from tests.helpers import post_signed, twilio_sid
 from tests.integration.factories import OPTOUT, campaign, inbound
 
 pytestmark = pytest.mark.usefixtures("db_session")
@@ -267,22 +267,22 @@ def sms(client: FlaskClient, sid: str, body: str, **extra: str) -> Any:
 def test_hindi_stop_withdraws_and_is_kept_as_evidence(client: FlaskClient) -> None:
     campaign()
     join()
-    assert sms(client, "SMh1", "बंद करो").status_code == 200
+    assert sms(client, twilio_sid("SMh1"), "बंद करो").status_code == 200
     assert db.session.scalar(select(Volunteer.status)) == "opted_out"
     event = db.session.scalars(select(ConsentEvent).order_by(ConsentEvent.id.desc())).first()
     assert event is not None and (event.event, event.channel) == ("withdrawn", "sms_keyword")
     inbound_row = db.session.get(InboundMessage, event.inbound_message_id)
     assert inbound_row is not None
-    assert (inbound_row.keyword, inbound_row.provider_message_id) == ("stop", "SMh1")
+    assert (inbound_row.keyword, inbound_row.provider_message_id) == ("stop", twilio_sid("SMh1"))
 
 
 def test_help_answers_once_a_day_and_not_when_twilio_answered(client: FlaskClient) -> None:
     campaign()
     join()
-    sms(client, "SMa", "HELP", OptOutType="HELP")  # Twilio already answered it
+    sms(client, twilio_sid("SMa"), "HELP", OptOutType="HELP")  # Twilio already answered it
     assert _help_messages() == []
-    sms(client, "SMb", "मदद")
-    sms(client, "SMc", "INFO")  # same day: no second answer
+    sms(client, twilio_sid("SMb"), "मदद")
+    sms(client, twilio_sid("SMc"), "INFO")  # same day: no second answer
     [help_message] = _help_messages()
     assert "+918047259725" in help_message.body and OPTOUT in help_message.body
 
@@ -294,7 +294,7 @@ def _help_messages() -> list[Message]:
 def test_stop_when_twilio_handled_it_still_records_withdrawal(client: FlaskClient) -> None:
     campaign()
     join()
-    sms(client, "SMs", "STOP", OptOutType="STOP")
+    sms(client, twilio_sid("SMs"), "STOP", OptOutType="STOP")
     assert db.session.scalar(select(Volunteer.status)) == "opted_out"
     assert db.session.scalar(select(func.count()).select_from(Message)) == 1  # onboarding only
 
@@ -340,7 +340,7 @@ def test_an_erased_number_is_not_rejoined_by_a_keyword(client: FlaskClient, app:
     campaign()
     join()
     run(app, "volunteer", "erase", MOBILE)
-    sms(client, "SMx", "START")
+    sms(client, twilio_sid("SMx"), "START")
     assert db.session.scalar(select(func.count()).select_from(Message)) == 1
 
 
