@@ -77,9 +77,22 @@ def update_user(
     if user.id == acting_user_id and (role != Role.ADMIN or not active):
         raise ValidationError("you cannot remove your own admin role or deactivate yourself")
     cleaned_states = sorted({s.strip()[:64] for s in states if s.strip()})
+    _require_campaigns(set(campaign_ids))
     user.role, user.active = role, active
     db.session.execute(delete(UserCampaign).where(UserCampaign.user_id == user.id))
     db.session.execute(delete(UserState).where(UserState.user_id == user.id))
     db.session.add_all([UserCampaign(user_id=user.id, campaign_id=c) for c in set(campaign_ids)])
     db.session.add_all([UserState(user_id=user.id, state=s) for s in cleaned_states])
     db.session.flush()
+
+
+def _require_campaigns(campaign_ids: set[int]) -> None:
+    """Refuse a scope naming a campaign that does not exist (a clear error, not a key violation)."""
+    from signup.campaigns.models import Campaign
+
+    if not campaign_ids:
+        return
+    known = set(db.session.scalars(select(Campaign.id).where(Campaign.id.in_(campaign_ids))))
+    unknown = sorted(campaign_ids - known)
+    if unknown:
+        raise ValidationError(f"no campaign with id {', '.join(map(str, unknown[:5]))}")

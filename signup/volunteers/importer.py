@@ -107,6 +107,8 @@ def check(data: bytes, filename: str) -> list[ImportRow]:
     checked: list[ImportRow] = []
     seen: set[str] = set()
     for line, cells in enumerate(rows, start=2):
+        if any("\x00" in cell for cell in cells):  # PostgreSQL text cannot hold it
+            raise ValidationError(f"row {line} contains a NUL character; is this a text file?")
         if not any(cell.strip() for cell in cells):
             continue
         if len(checked) >= MAX_ROWS:
