@@ -241,6 +241,26 @@ def test_a_json_body_that_does_not_match_its_body_sha256_is_refused(
     assert row_counts() == before
 
 
+@pytest.mark.parametrize("way", list(CLIENTS))
+@pytest.mark.parametrize("path", list(TWILIO))
+def test_a_signed_form_under_another_bodys_sha256_is_refused(
+    app: Flask, path: str, way: str
+) -> None:
+    """Stricter than the validator, which checks the hash of JSON bodies only: never looser."""
+    name, good, params = TWILIO[path]
+    fields = {**params, name: good}
+    query = "?bodySHA256=" + hashlib.sha256(b"another body").hexdigest()
+    before = row_counts()
+    response = CLIENTS[way](app).post(
+        path + query,
+        data=urlencode(fields),
+        content_type="application/x-www-form-urlencoded",
+        headers={"X-Twilio-Signature": sign(path + query, fields)},
+    )
+    assert response.status_code == 403
+    assert row_counts() == before
+
+
 JSON_BODIES = st.dictionaries(st.text(max_size=8), st.text(max_size=20), max_size=4).map(
     lambda d: json.dumps(d)
 )
