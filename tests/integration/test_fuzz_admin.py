@@ -17,10 +17,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import select
 from werkzeug.routing import Rule
 
+from signup.extensions import db
 from signup.users import services as user_services
 from tests.integration.admin_helpers import (
+    A_NUMBER,
     ALICE,
     BOB,
     CHITRA,
@@ -292,3 +295,29 @@ def test_a_nul_in_an_imported_name_is_one_line_and_logs_no_row(
     assert response.status_code == 400
     assert "contains a NUL character" in response.get_data(as_text=True)
     assert logged_data(caplog.records, ["9911278184", "9911278185", "Asha"]) == []
+
+
+@pytest.mark.parametrize("field", ["sms_text", "optout_text", "help_text"])
+def test_a_formatted_placeholder_is_refused_in_the_admin_too(
+    admin: FlaskClient, field: str
+) -> None:
+    """Finding 15 through the admin's campaign form: the same rule as the CLI's."""
+    from signup.campaigns.models import Campaign
+
+    csrf = logged_in(admin)
+    page = admin.post(
+        "/admin/campaigns/a",
+        data={
+            "action": "settings",
+            "name": "Alpha",
+            "number": A_NUMBER,
+            "optout_number": "+918047259726",
+            "language": "en",
+            field: "{campaign:>20000} reply STOP {optout_number}",
+            "csrf_token": csrf,
+        },
+        follow_redirects=True,
+    )
+    assert "may not carry a format" in page.get_data(as_text=True)
+    alpha = db.session.scalar(select(Campaign).where(Campaign.slug == "a"))
+    assert alpha is not None and getattr(alpha, field) is None
