@@ -43,6 +43,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if app.config.get("SCHEMA_MIGRATIONS"):
         _init_migrations(app)
     login_manager.init_app(app)
+    from signup.admin.params import guard_admin_input
+
+    app.before_request(guard_admin_input)  # before CSRF, which reads the form it checks
     csrf.init_app(app)
     limiter.init_app(app)
     _register_models()
@@ -143,12 +146,14 @@ def _register_tasks() -> None:
 
 def _register_blueprints(app: Flask) -> None:
     from signup import metrics
+    from signup.admin.params import RowIdConverter
     from signup.admin.views import bp as admin_bp
     from signup.calls.views import bp as calls_bp
     from signup.health.views import bp as health_bp
     from signup.messaging.views import bp as messaging_bp
     from signup.security import WebhookFreeSessions, security_headers, spare_webhooks
 
+    app.url_map.converters["int"] = RowIdConverter  # an id out of the database's range: 404
     app.register_blueprint(calls_bp)
     app.register_blueprint(messaging_bp)
     app.register_blueprint(health_bp)

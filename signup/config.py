@@ -349,7 +349,9 @@ def finalise(config: dict[str, Any]) -> None:
     config.setdefault("RATELIMIT_STORAGE_URI", config.get("REDIS_URL") or "memory://")
     config.setdefault("RATELIMIT_KEY_PREFIX", "signup-limits")
     engine_options = config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
-    engine_options.setdefault("hide_parameters", True)  # no volunteer data in SQL errors or logs
+    # A database error's message must not carry its statement's values (numbers, names) into
+    # the log: a failed multi-row INSERT would otherwise log every row.
+    engine_options.setdefault("hide_parameters", True)
     if str(config["SQLALCHEMY_DATABASE_URI"]).startswith("sqlite"):
         engine_options.setdefault("connect_args", {"timeout": 30})
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,15 @@ def sign(
 ) -> str:
     """The X-Twilio-Signature Twilio would send for these form parameters."""
     return RequestValidator(token).compute_signature(base + path, params)
+
+
+def twilio_sid(label: str) -> str:
+    """A well-formed Twilio id for a short label: its two-letter type, then 32 hex digits.
+
+    `twilio_sid("CA1")` is a CallSid, `twilio_sid("SMa")` a MessageSid; the same label gives
+    the same id, so a test can replay it.
+    """
+    return label[:2] + hashlib.sha256(label.encode()).hexdigest()[:32]
 
 
 def call_params(call_sid: str, from_: str, to: str, **extra: str) -> dict[str, str]:

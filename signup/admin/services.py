@@ -73,14 +73,48 @@ def _encode(*parts: object) -> str:
     return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode()
 
 
+MAX_BIGINT = 2**63 - 1
+STALE_CURSOR = "that page link is no longer valid"
+
+
 def _decode(cursor: str) -> list[Any]:
+    """A cursor's parts; anything but a JSON list (forged, cut, not base64) is refused."""
     try:
         parts = json.loads(base64.urlsafe_b64decode(cursor.encode()))
     except (ValueError, TypeError) as exc:
-        raise ValidationError("that page link is no longer valid") from exc
+        raise ValidationError(STALE_CURSOR) from exc
     if not isinstance(parts, list):
-        raise ValidationError("that page link is no longer valid")
+        raise ValidationError(STALE_CURSOR)
     return parts
+
+
+def _cursor_id(value: Any) -> int:
+    """A volunteer id from a cursor: an int a bigint column can be compared with."""
+    if type(value) is not int or not 0 <= value <= MAX_BIGINT:
+        raise ValidationError(STALE_CURSOR)
+    return value
+
+
+def _id_after(cursor: str) -> int:
+    """The last id of the previous page, from an id-sorted cursor (`[id]`)."""
+    parts = _decode(cursor)
+    if len(parts) != 1:
+        raise ValidationError(STALE_CURSOR)
+    return _cursor_id(parts[0])
+
+
+def _call_after(cursor: str) -> tuple[datetime, int]:
+    """The last (last call, id) of the previous page, from a last-call cursor."""
+    parts = _decode(cursor)
+    if len(parts) != 2 or not isinstance(parts[0], str):
+        raise ValidationError(STALE_CURSOR)
+    try:
+        at = datetime.fromisoformat(parts[0])
+    except ValueError as exc:
+        raise ValidationError(STALE_CURSOR) from exc
+    if at.tzinfo is None:
+        raise ValidationError(STALE_CURSOR)
+    return at, _cursor_id(parts[1])
 
 
 def list_page(
@@ -101,18 +135,16 @@ def list_page(
     if sort == "joined":
         query = query.order_by(Volunteer.id.desc())
         if cursor:
-            query = query.where(Volunteer.id < int(_decode(cursor)[0]))
+            query = query.where(Volunteer.id < _id_after(cursor))
     elif sort == "oldest":
         query = query.order_by(Volunteer.id)
         if cursor:
-            query = query.where(Volunteer.id > int(_decode(cursor)[0]))
+            query = query.where(Volunteer.id > _id_after(cursor))
     else:
         query = query.order_by(last_call.desc(), Volunteer.id.desc())
         if cursor:
-            at, last_id = _decode(cursor)
-            query = query.where(
-                tuple_(last_call, Volunteer.id) < tuple_(datetime.fromisoformat(at), int(last_id))
-            )
+            at, last_id = _call_after(cursor)
+            query = query.where(tuple_(last_call, Volunteer.id) < tuple_(at, last_id))
     rows = list(reads.execute(query.limit(size + 1)))
     more = len(rows) > size
     rows = rows[:size]

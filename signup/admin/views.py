@@ -6,7 +6,6 @@ import json
 import logging
 from datetime import date, datetime
 from typing import Any
-from urllib.parse import urlparse
 from zoneinfo import ZoneInfo
 
 from flask import (
@@ -26,7 +25,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
 from signup import clock
-from signup.admin import auth, dashboard, imports, services
+from signup.admin import auth, dashboard, imports, params, services
 from signup.admin.forms import ConfirmForm, LoginForm, VolunteerForm
 from signup.admin.models import ImportStatus
 from signup.admin.tasks import read_import
@@ -82,13 +81,6 @@ def local_filter(moment: Any) -> str:
     return str(moment.astimezone(zone).strftime("%Y-%m-%d %H:%M"))
 
 
-def _safe_next(target: str | None) -> str:
-    """Only ever redirect back into the admin, never to another site."""
-    if target and target.startswith("/admin") and not urlparse(target).netloc:
-        return target
-    return url_for("admin.volunteers")
-
-
 @bp.errorhandler(429)
 def throttled(_error: Exception) -> tuple[str, int]:
     """Too many failed logins: the same answer whether or not the account exists."""
@@ -131,7 +123,7 @@ def login() -> BaseResponse | str | tuple[str, int]:
 
     session.permanent = True
     event(log, logging.INFO, "admin.login", user_id=user.id)
-    return redirect(_safe_next(request.args.get("next")))
+    return redirect(params.safe_next(request.args.get("next")))
 
 
 @bp.post("/logout")
@@ -152,27 +144,16 @@ def index() -> str:
     return render_template("admin/dashboard.html", board=board, access=access)
 
 
-def _date(name: str) -> date | None:
-    raw = request.args.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        raise ValidationError(f"{name} must be a date like 2026-11-21") from None
-
-
 def _filters() -> VolunteerFilter:
     """The list's and the export's filters, from the query string, in the account's scope."""
-    args = request.args
     return VolunteerFilter(
-        campaign=args.get("campaign") or None,
-        status=args.get("status") or None,
-        q=args.get("q") or None,
-        state=args.get("state") or None,
-        district=args.get("district") or None,
-        joined_from=_date("joined_from"),
-        joined_to=_date("joined_to"),
+        campaign=params.text_arg("campaign"),
+        status=params.text_arg("status"),
+        q=params.text_arg("q"),
+        state=params.text_arg("state"),
+        district=params.text_arg("district"),
+        joined_from=params.date_arg("joined_from"),
+        joined_to=params.date_arg("joined_to"),
         scope=auth.current_access(),
     )
 
@@ -185,7 +166,9 @@ def volunteers() -> str | tuple[str, int]:
     visible = services.campaigns_for(access)
     try:
         page = services.list_page(
-            _filters(), sort=request.args.get("sort", "joined"), cursor=request.args.get("after")
+            _filters(),
+            sort=params.text_arg("sort") or "joined",
+            cursor=params.text_arg("after"),
         )
     except ValidationError as exc:
         return render_template(
@@ -411,7 +394,7 @@ def _user_form_values() -> dict[str, Any]:
     return {
         "role": form.get("role", ""),
         "active": form.get("active") == "on",
-        "campaign_ids": [int(c) for c in form.getlist("campaigns") if c.isdigit()],
+        "campaign_ids": params.row_ids(form.getlist("campaigns")),
         "states": form.get("states", "").split(","),
     }
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Histogram
 
 PROVIDERS = ("twilio", "exotel")
-OUTCOMES = ("recorded", "duplicate", "spooled", "forbidden", "lost")
+OUTCOMES = ("recorded", "duplicate", "spooled", "forbidden", "malformed", "lost")
 
 WEBHOOK_SECONDS = Histogram(
     "signup_webhook_seconds",
@@ -21,7 +21,8 @@ WEBHOOK_CALLS = Counter(
     "signup_webhook_calls_total",
     "Incoming-call webhooks by provider and outcome: recorded (a new call committed), "
     "duplicate (its call id was already committed), spooled (the database could not take it), "
-    "forbidden (signature or token refused), lost (neither the database nor the spool took it).",
+    "forbidden (signature or token refused), malformed (verified, but no well-formed call id), "
+    "lost (neither the database nor the spool took it).",
     ["provider", "outcome"],
 )
 

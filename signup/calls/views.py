@@ -2,7 +2,8 @@
 
 In a running app most of these requests never get here: signup.calls.fastpath answers the
 genuine ones straight from WSGI with the same rules (signup.calls.webhooks). What reaches
-these views is what the fast path hands on: refusals, odd bodies, and apps without it.
+these views is what the fast path hands on: refusals (403 for a bad signature or token, 400
+for a verified request without a well-formed call id), odd bodies, and apps without it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,11 @@ def _handle(provider: CallProvider) -> Response:
     if not provider.verify(request, app.config):
         webhooks.refuse(provider, request, started)
         abort(403)
-    webhooks.accept(provider, request, started, app)
+    inbound = provider.parse(request)
+    if inbound is None:
+        webhooks.refuse_malformed(provider, request, started)
+        abort(400)
+    webhooks.accept(provider, inbound, started, app)
     return provider.answer().response()
 
 

@@ -25,13 +25,12 @@ from signup.phones import mask, normalise
 log = logging.getLogger(__name__)
 
 
-def accept(provider: CallProvider, request: Request, started: float, app: Flask) -> str:
+def accept(provider: CallProvider, inbound: InboundCall, started: float, app: Flask) -> str:
     """Record a verified webhook's call (or spool it); returns the outcome for the metrics.
 
     `started` is the perf_counter() reading when the request arrived. Needs an app context
     only when the app has no CallWriter (the session records the call then).
     """
-    inbound = provider.parse(request)  # never raises
     received_at = clock.now()
     try:
         created = _record(app, inbound, received_at)
@@ -57,9 +56,22 @@ def refuse(provider: CallProvider, request: Request, started: float) -> None:
         provider=provider.name,
         remote=request.remote_addr,
         route=request.url_rule.rule if request.url_rule else request.path,
-        caller=mask(normalise(inbound.from_raw[:64]).e164),
+        caller=mask(normalise(inbound.from_raw[:64]).e164) if inbound else None,
     )
     metrics.observe(provider.name, "forbidden", time.perf_counter() - started)
+
+
+def refuse_malformed(provider: CallProvider, request: Request, started: float) -> None:
+    """Log and count a verified webhook without a well-formed call id: nothing is stored."""
+    event(
+        log,
+        logging.WARNING,
+        "webhook.malformed",
+        provider=provider.name,
+        remote=request.remote_addr,
+        route=request.url_rule.rule if request.url_rule else request.path,
+    )
+    metrics.observe(provider.name, "malformed", time.perf_counter() - started)
 
 
 def _record(app: Flask, inbound: InboundCall, received_at: datetime) -> bool:

@@ -52,12 +52,32 @@ HELP = {
 }
 
 
-def placeholders(template: str) -> set[str]:
-    """The {names} a template uses; raises ValidationError on malformed braces."""
+def _pieces(template: str) -> list[tuple[str, str | None]]:
+    """The template as (literal text, placeholder name or None) pairs; refuses anything else.
+
+    Only a bare `{name}` is a placeholder: a format spec (`{campaign:>20000}`, a width that
+    would bypass the length limit or allocate without bound), a conversion (`{campaign!r}`)
+    or attribute and index access (`{campaign.x}`, `{campaign[0]}`) is refused here, so
+    neither validation nor rendering ever hands them to str.format.
+    """
     try:
-        return {field for _, field, _, _ in string.Formatter().parse(template) if field is not None}
+        parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
         raise ValidationError(f"SMS text has unbalanced braces: {exc}") from exc
+    pieces: list[tuple[str, str | None]] = []
+    for literal, field, spec, conversion in parsed:
+        if field is not None and (spec or conversion):
+            raise ValidationError(
+                f"SMS text placeholder {{{field}}} may not carry a format or conversion; "
+                "write it bare, e.g. {campaign}"
+            )
+        pieces.append((literal, field))
+    return pieces
+
+
+def placeholders(template: str) -> set[str]:
+    """The {names} a template uses; raises ValidationError on malformed or formatted ones."""
+    return {field for _, field in _pieces(template) if field is not None}
 
 
 def validate_text(
@@ -91,8 +111,14 @@ def validate_sms_text(template: str, *, name: str, has_optout_number: bool) -> N
 
 
 def _fill(template: str, campaign: Campaign) -> str:
-    return template.format(
-        campaign=campaign.name, optout_number=campaign.optout_number or "", number=campaign.number
+    """Put the campaign's values into a template's bare placeholders (never str.format)."""
+    values = {
+        "campaign": campaign.name,
+        "optout_number": campaign.optout_number or "",
+        "number": campaign.number,
+    }
+    return "".join(
+        literal + ("" if field is None else values[field]) for literal, field in _pieces(template)
     )
 
 

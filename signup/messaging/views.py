@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from flask import Blueprint, Request, Response, abort, request
-from werkzeug.datastructures import MultiDict
 
-from signup.calls.providers.base import call_id_or_digest
-from signup.calls.providers.exotel import verify_exotel_request
-from signup.calls.providers.twilio import verify_twilio_request
+from signup.calls.providers.base import single_id
+from signup.calls.providers.exotel import EXOTEL_SID, unquote, verify_exotel_request
+from signup.calls.providers.twilio import MESSAGE_SID, verify_twilio_request
 from signup.extensions import db
 from signup.logs import event
 from signup.messaging import keywords, services
@@ -36,13 +36,29 @@ def _require(verified: bool, provider: str) -> None:
         abort(403)
 
 
+def _message_id(values: list[str], pattern: re.Pattern[str], provider: str) -> str:
+    """The request's message id; a verified request without a well-formed one is a 400.
+
+    Replies and reports are applied once per provider message id; one without an id (a
+    re-split signed body, see single_id) must not become a new event, so nothing is stored.
+    """
+    message_id = single_id(values, pattern)
+    if message_id is None:
+        event(
+            log,
+            logging.WARNING,
+            "webhook.malformed",
+            provider=provider,
+            remote=request.remote_addr,
+            route=request.url_rule.rule if request.url_rule else None,
+        )
+        abort(400)
+    return message_id
+
+
 def _int(raw: str | None) -> int | None:
     raw = (raw or "").strip()
     return int(raw) if raw.isdigit() and len(raw) < 10 else None
-
-
-def _material(values: MultiDict[str, str]) -> str:
-    return "&".join(f"{k}={v}" for k, v in sorted(values.items(multi=True)))
 
 
 def _reply(reply: keywords.Reply) -> None:
@@ -57,13 +73,13 @@ def _reply(reply: keywords.Reply) -> None:
 def twilio_message_status() -> Response:
     """Apply a Twilio delivery report; out-of-order reports never move a message backwards."""
     _require(verify_twilio_request(request), "twilio")
-    sid = request.form.get("MessageSid", "")[:64]
+    sid = _message_id(request.form.getlist("MessageSid"), MESSAGE_SID, "twilio")
     raw = request.form.get("MessageStatus", request.form.get("SmsStatus", ""))[:32]
     try:
         status = MessageStatus(raw)
     except ValueError:
         return Response("", status=204)
-    if sid and services.apply_status(sid, status, _int(request.form.get("ErrorCode"))):
+    if services.apply_status(sid, status, _int(request.form.get("ErrorCode"))):
         db.session.commit()
     return Response("", status=204)
 
@@ -76,9 +92,7 @@ def twilio_inbound_sms() -> Response:
     _reply(
         keywords.Reply(
             provider="twilio",
-            provider_message_id=call_id_or_digest(
-                form.get("MessageSid", form.get("SmsSid", "")), _material(form)
-            ),
+            provider_message_id=_message_id(form.getlist("MessageSid"), MESSAGE_SID, "twilio"),
             from_raw=form.get("From", "")[:64],
             body=form.get("Body", "")[:1600],
             handled_by_provider=bool(form.get("OptOutType")),
@@ -91,10 +105,10 @@ def twilio_inbound_sms() -> Response:
 def exotel_sms_status(token: str) -> Response:
     """Apply an Exotel delivery report (the token in the path is the only proof of origin)."""
     _require(verify_exotel_request(request), "exotel")
+    sid = _message_id(request.values.getlist("SmsSid"), EXOTEL_SID, "exotel")
     status, dnd = exotel_status(request.values.get("Status", ""))
-    sid = request.values.get("SmsSid", "")[:64]
     code = _int(request.values.get("DetailedStatusCode"))
-    if sid and status is not None and services.apply_status(sid, status, code, dnd=dnd):
+    if status is not None and services.apply_status(sid, status, code, dnd=dnd):
         db.session.commit()
     return Response("", status=200, mimetype="text/plain")
 
@@ -103,8 +117,10 @@ def _exotel_reply(req: Request) -> keywords.Reply:
     values = req.values
     return keywords.Reply(
         provider="exotel",
-        provider_message_id=call_id_or_digest(
-            values.get("SmsSid", values.get("CallSid", "")), _material(values)
+        provider_message_id=_message_id(
+            [unquote(v) for v in values.getlist("SmsSid") or values.getlist("CallSid")],
+            EXOTEL_SID,
+            "exotel",
         ),
         from_raw=values.get("From", values.get("CallFrom", "")).strip('"')[:64],
         body=values.get("Body", values.get("body", "")).strip('"')[:1600],

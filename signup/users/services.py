@@ -91,6 +91,7 @@ def update_user(
     if user.id == acting_user_id and (role != Role.ADMIN or not active):
         raise ValidationError("you cannot remove your own admin role or deactivate yourself")
     cleaned_states = sorted({s.strip()[:64] for s in states if s.strip()})
+    _require_campaigns(set(campaign_ids))
     old_campaigns, old_states = scope_of(user)
     old = (user.role, user.active, sorted(old_campaigns), old_states)
     if old != (role, active, sorted(set(campaign_ids)), cleaned_states):
@@ -101,3 +102,15 @@ def update_user(
     db.session.add_all([UserCampaign(user_id=user.id, campaign_id=c) for c in set(campaign_ids)])
     db.session.add_all([UserState(user_id=user.id, state=s) for s in cleaned_states])
     db.session.flush()
+
+
+def _require_campaigns(campaign_ids: set[int]) -> None:
+    """Refuse a scope naming a campaign that does not exist (a clear error, not a key violation)."""
+    from signup.campaigns.models import Campaign
+
+    if not campaign_ids:
+        return
+    known = set(db.session.scalars(select(Campaign.id).where(Campaign.id.in_(campaign_ids))))
+    unknown = sorted(campaign_ids - known)
+    if unknown:
+        raise ValidationError(f"no campaign with id {', '.join(map(str, unknown[:5]))}")

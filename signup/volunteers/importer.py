@@ -232,6 +232,8 @@ def check(
     seen: set[str] = set()
     for line, cells in lines:
         _bounded(line, cells)
+        if any("\x00" in cell for cell in cells):  # PostgreSQL text cannot hold it
+            raise ValidationError(f"row {line} contains a NUL character; is this a text file?")
         if line % PROGRESS_EVERY == 0:
             if time.monotonic() > deadline:
                 raise ValidationError(f"reading the file took over {max_seconds:g} s; split it")

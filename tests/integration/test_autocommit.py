@@ -9,7 +9,7 @@ from sqlalchemy import func, select, text
 from signup import create_app
 from signup.calls.models import Call
 from signup.extensions import db
-from tests.helpers import base_config, call_params, post_signed
+from tests.helpers import base_config, call_params, post_signed, twilio_sid
 from tests.integration.factories import NUMBER
 
 PATH = "/webhooks/twilio/voice"
@@ -28,7 +28,8 @@ def rows() -> int:
 
 def test_the_call_is_committed_before_the_answer(production: Flask) -> None:
     client = production.test_client()
-    for sid, expected in (("CA1", 1), ("CA2", 2), ("CA1", 2)):  # the last is Twilio retrying
+    for label, expected in (("CA1", 1), ("CA2", 2), ("CA1", 2)):  # the last is Twilio retrying
+        sid = twilio_sid(label)
         response = post_signed(client, PATH, call_params(sid, "+919911278181", NUMBER))
         assert response.status_code == 200 and b"Reject" in response.data
         assert rows() == expected  # seen from another connection: committed before the answer
@@ -36,7 +37,7 @@ def test_the_call_is_committed_before_the_answer(production: Flask) -> None:
 
 def test_a_dead_pooled_connection_is_replaced_and_the_call_kept(production: Flask) -> None:
     client = production.test_client()
-    post_signed(client, PATH, call_params("CA10", "+919911278181", NUMBER))
+    post_signed(client, PATH, call_params(twilio_sid("CA10"), "+919911278181", NUMBER))
     # Kill every connection the app's pool holds, as a PostgreSQL restart would.
     with production.app_context(), db.engine.connect() as admin:
         admin.execute(
@@ -47,6 +48,6 @@ def test_a_dead_pooled_connection_is_replaced_and_the_call_kept(production: Flas
             )
         )
         admin.commit()
-    response = post_signed(client, PATH, call_params("CA11", "+919911278182", NUMBER))
+    response = post_signed(client, PATH, call_params(twilio_sid("CA11"), "+919911278182", NUMBER))
     assert response.status_code == 200
     assert rows() == 2

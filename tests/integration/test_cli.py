@@ -136,6 +136,19 @@ def test_campaign_sms_text_is_checked_and_used(app: Flask) -> None:
             "how to leave",
         ),
         (["--slug", "jan", "--name", "   ", "--number", "08047259725"], "name"),
+        (
+            [
+                "--slug",
+                "jan",
+                "--name",
+                "x",
+                "--number",
+                "08047259725",
+                "--sms-text",
+                "{campaign:>20000} reply STOP",
+            ],
+            "may not carry a format",
+        ),
     ],
 )
 def test_campaign_create_refuses_bad_input_and_changes_nothing(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,12 +21,12 @@ from signup.campaigns import services as campaigns
 from signup.campaigns.models import Campaign, CampaignNotice, DltTemplate
 from signup.errors import ValidationError
 from signup.extensions import db
-from signup.messaging.keywords import Keyword, keyword
+from signup.messaging.keywords import WORDS, Keyword, keyword
 from signup.messaging.models import InboundMessage, Message, MessageKind
 from signup.volunteers.erasure import is_suppressed
 from signup.volunteers.export import CsvExport, VolunteerFilter
 from signup.volunteers.models import ConsentEvent, Suppression, Volunteer
-from tests.helpers import post_signed
+from tests.helpers import post_signed, twilio_sid
 from tests.integration.factories import OPTOUT, campaign, inbound
 
 pytestmark = pytest.mark.usefixtures("db_session")
@@ -206,6 +208,9 @@ def test_ledger_records_given_withdrawn_re_given_erased(app: Flask) -> None:
         ("Unsubscribe", Keyword.STOP),
         ("बंद", Keyword.STOP),
         ("band karo", Keyword.STOP),
+        ("BANDH KARO", Keyword.STOP),
+        ("Bandh Karen.", Keyword.STOP),
+        ("बन्द करो", Keyword.STOP),
         ("Roko!", Keyword.STOP),
         ("START", Keyword.START),
         ("unstop", Keyword.START),
@@ -223,6 +228,34 @@ def test_keywords_count_only_as_the_whole_message(body: str, expected: Keyword |
     assert keyword(body) is expected
 
 
+README_ROWS = {"leave": Keyword.STOP, "re-join": Keyword.START, "help": Keyword.HELP}
+
+
+def readme_keywords() -> dict[Keyword, set[str]]:
+    """The words of the README's Reply keywords table, by what they mean."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Reply keywords", 1)[1].split("\n## ", 1)[0]
+    found: dict[Keyword, set[str]] = {}
+    for meaning, kind in README_ROWS.items():
+        [cell] = re.findall(rf"^\| {meaning}\b[^|]*\| ([^|]+) \|$", section, re.MULTILINE)
+        found[kind] = {word.strip() for word in re.split(r"[,;]", cell)}
+    return found
+
+
+def test_the_readme_lists_exactly_the_keywords_the_code_knows() -> None:
+    assert readme_keywords() == {kind: set(words) for kind, words in WORDS.items()}
+
+
+@pytest.mark.parametrize("kind", list(Keyword))
+def test_every_keyword_counts_however_it_is_typed(kind: Keyword) -> None:
+    """Each word of each kind, in any case, padded, with a closing mark, is that keyword."""
+    for word in WORDS[kind]:
+        for typed in (word, word.lower(), word.title(), f"  {word}. ", f"{word}!", f"{word}।"):
+            assert keyword(typed) is kind, typed
+        assert keyword(f"{word} {word}") is None  # a keyword is the whole message
+        assert keyword(f"please {word}") is None
+
+
 def sms(client: FlaskClient, sid: str, body: str, **extra: str) -> Any:
     return post_signed(
         client,
@@ -234,22 +267,22 @@ def sms(client: FlaskClient, sid: str, body: str, **extra: str) -> Any:
 def test_hindi_stop_withdraws_and_is_kept_as_evidence(client: FlaskClient) -> None:
     campaign()
     join()
-    assert sms(client, "SMh1", "बंद करो").status_code == 200
+    assert sms(client, twilio_sid("SMh1"), "बंद करो").status_code == 200
     assert db.session.scalar(select(Volunteer.status)) == "opted_out"
     event = db.session.scalars(select(ConsentEvent).order_by(ConsentEvent.id.desc())).first()
     assert event is not None and (event.event, event.channel) == ("withdrawn", "sms_keyword")
     inbound_row = db.session.get(InboundMessage, event.inbound_message_id)
     assert inbound_row is not None
-    assert (inbound_row.keyword, inbound_row.provider_message_id) == ("stop", "SMh1")
+    assert (inbound_row.keyword, inbound_row.provider_message_id) == ("stop", twilio_sid("SMh1"))
 
 
 def test_help_answers_once_a_day_and_not_when_twilio_answered(client: FlaskClient) -> None:
     campaign()
     join()
-    sms(client, "SMa", "HELP", OptOutType="HELP")  # Twilio already answered it
+    sms(client, twilio_sid("SMa"), "HELP", OptOutType="HELP")  # Twilio already answered it
     assert _help_messages() == []
-    sms(client, "SMb", "मदद")
-    sms(client, "SMc", "INFO")  # same day: no second answer
+    sms(client, twilio_sid("SMb"), "मदद")
+    sms(client, twilio_sid("SMc"), "INFO")  # same day: no second answer
     [help_message] = _help_messages()
     assert "+918047259725" in help_message.body and OPTOUT in help_message.body
 
@@ -261,7 +294,7 @@ def _help_messages() -> list[Message]:
 def test_stop_when_twilio_handled_it_still_records_withdrawal(client: FlaskClient) -> None:
     campaign()
     join()
-    sms(client, "SMs", "STOP", OptOutType="STOP")
+    sms(client, twilio_sid("SMs"), "STOP", OptOutType="STOP")
     assert db.session.scalar(select(Volunteer.status)) == "opted_out"
     assert db.session.scalar(select(func.count()).select_from(Message)) == 1  # onboarding only
 
@@ -307,7 +340,7 @@ def test_an_erased_number_is_not_rejoined_by_a_keyword(client: FlaskClient, app:
     campaign()
     join()
     run(app, "volunteer", "erase", MOBILE)
-    sms(client, "SMx", "START")
+    sms(client, twilio_sid("SMx"), "START")
     assert db.session.scalar(select(func.count()).select_from(Message)) == 1
 
 

@@ -23,7 +23,7 @@ from signup.calls.providers.base import InboundCall
 from signup.calls.spool import REDIS_KEY
 from signup.calls.writer import CallNotRecordedError, CallWriter, connect
 from signup.extensions import db
-from tests.helpers import base_config, call_params, post_signed
+from tests.helpers import base_config, call_params, post_signed, twilio_sid
 from tests.integration.factories import NUMBER
 
 PATH = "/webhooks/twilio/voice"
@@ -183,17 +183,18 @@ def test_the_webhook_counts_its_outcomes(committed: Flask) -> None:
     client = app.test_client()
     before = {
         outcome: sample("signup_webhook_calls_total", provider="twilio", outcome=outcome)
-        for outcome in ("recorded", "duplicate", "forbidden")
+        for outcome in ("recorded", "duplicate", "forbidden", "malformed")
     }
     timed = sample("signup_webhook_seconds_count", provider="twilio")
-    params = call_params("CA-m", "+919911278181", NUMBER)
+    params = call_params(twilio_sid("CA-m"), "+919911278181", NUMBER)
     assert post_signed(client, PATH, params).status_code == 200
     assert post_signed(client, PATH, params).status_code == 200
     assert client.post(PATH, data=params).status_code == 403
-    for outcome in ("recorded", "duplicate", "forbidden"):
+    assert post_signed(client, PATH, {**params, "CallSid": "CA-m"}).status_code == 400
+    for outcome in ("recorded", "duplicate", "forbidden", "malformed"):
         counted = sample("signup_webhook_calls_total", provider="twilio", outcome=outcome)
         assert counted == before[outcome] + 1
-    assert sample("signup_webhook_seconds_count", provider="twilio") == timed + 3
+    assert sample("signup_webhook_seconds_count", provider="twilio") == timed + 4
     assert rows() == 1
 
 
@@ -210,7 +211,7 @@ def test_the_webhook_spools_when_the_writer_cannot_connect(
     spooled = sample("signup_webhook_calls_total", provider="twilio", outcome="spooled")
     client = app.test_client()
     try:
-        for sid in ("CA-s1", "CA-s2"):
+        for sid in (twilio_sid("CA-s1"), twilio_sid("CA-s2")):
             response = post_signed(client, PATH, call_params(sid, "+919911278181", NUMBER))
             assert response.status_code == 200 and b"Reject" in response.data
         assert rows() == 0

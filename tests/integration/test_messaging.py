@@ -22,7 +22,7 @@ from signup.messaging.ratelimit import LocalRateLimiter
 from signup.messaging.tasks import send_message
 from signup.volunteers.models import ConsentEvent, Volunteer
 from tests.fakes.twilio_api import FakeTwilio, Scripted
-from tests.helpers import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE_URL, post_signed
+from tests.helpers import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE_URL, post_signed, twilio_sid
 from tests.integration.factories import campaign, inbound
 
 MOBILE = "+919911278181"
@@ -238,7 +238,7 @@ def test_stop_reply_withdraws_and_start_rejoins(client: FlaskClient) -> None:
     message = onboarding_message()
     path = "/webhooks/twilio/sms"
     params = {
-        "MessageSid": "SM1",
+        "MessageSid": twilio_sid("SM1"),
         "From": MOBILE,
         "To": "+15005550006",
         "Body": " stop ",
@@ -250,11 +250,14 @@ def test_stop_reply_withdraws_and_start_rejoins(client: FlaskClient) -> None:
     assert volunteer is not None
     db.session.refresh(volunteer)
     assert volunteer.status == "opted_out"
-    post_signed(client, path, {**params, "MessageSid": "SM2", "Body": "We must STOP this bill"})
-    post_signed(client, path, {**params, "MessageSid": "SM1", "Body": "START"})  # a retry of SM1
+    post_signed(
+        client, path, {**params, "MessageSid": twilio_sid("SM2"), "Body": "We must STOP this bill"}
+    )
+    retry = {**params, "MessageSid": twilio_sid("SM1"), "Body": "START"}  # a retry of SM1
+    post_signed(client, path, retry)
     db.session.refresh(volunteer)
     assert volunteer.status == "opted_out"
-    post_signed(client, path, {**params, "MessageSid": "SM3", "Body": "START"})
+    post_signed(client, path, {**params, "MessageSid": twilio_sid("SM3"), "Body": "START"})
     db.session.refresh(volunteer)
     assert volunteer.status == "active"
     events = [

@@ -24,7 +24,7 @@ from signup.messaging.models import Message, MessageStatus
 from signup.messaging.ratelimit import Grant, RedisRateLimiter
 from signup.messaging.tasks import send_message
 from signup.volunteers.models import Volunteer
-from tests.helpers import ACCOUNT_SID, REDIS_URL, post_signed
+from tests.helpers import ACCOUNT_SID, REDIS_URL, post_signed, twilio_sid
 from tests.integration.factories import campaign, inbound
 
 pytestmark = pytest.mark.usefixtures("db_session")
@@ -217,7 +217,15 @@ def sent_message() -> Message:
     [message_id] = join().message_ids
     assert send_message.run(message_id) == "sent"
     message = db.session.get(Message, message_id)
-    assert message is not None and message.provider_message_id is not None
+    assert message is not None
+    return as_twilio(message)
+
+
+def as_twilio(message: Message) -> Message:
+    """Give a message the console sender sent a Twilio id, as Twilio's status callbacks carry."""
+    assert message.provider_message_id is not None
+    message.provider_message_id = twilio_sid(f"SM{message.provider_message_id}")
+    db.session.flush()
     return message
 
 
@@ -235,6 +243,7 @@ def test_unreachable_handset_is_retried_once_later(client: FlaskClient, code: st
     assert services.claim_due(10) == [message.id]
     assert send_message.run(message.id) == "sent"
     db.session.refresh(message)
+    as_twilio(message)
     assert message.provider_message_id != first_sid
     assert message.provider_message_id is not None
     status(client, message.provider_message_id, "undelivered", code)  # only once

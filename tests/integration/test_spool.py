@@ -16,7 +16,7 @@ from signup import create_app
 from signup.calls.models import Call
 from signup.calls.spool import REDIS_KEY
 from signup.extensions import db
-from tests.helpers import base_config, call_params, post_signed
+from tests.helpers import base_config, call_params, post_signed, twilio_sid
 from tests.integration.factories import NUMBER
 
 DEAD_DB = "postgresql+psycopg://postgres@127.0.0.1:1/nowhere"
@@ -47,8 +47,8 @@ def test_calls_wait_in_redis_while_postgres_is_down(
 ) -> None:
     redis_client.delete(REDIS_KEY)
     down = create_app(base_config(SQLALCHEMY_DATABASE_URI=DEAD_DB))
-    for sid in ("CA01", "CA02", "CA03", "CA01"):  # the last is Twilio retrying the first
-        ring(down, sid)
+    for label in ("CA01", "CA02", "CA03", "CA01"):  # the last is Twilio retrying the first
+        ring(down, twilio_sid(label))
     assert redis_client.llen(REDIS_KEY) == 4
     assert calls_recorded() == 0
     assert committed.extensions["call_spool"].replay_redis() == 4
@@ -62,7 +62,7 @@ def test_without_redis_too_calls_go_to_an_fsynced_file(committed: Flask, instanc
     down = create_app(
         base_config(SQLALCHEMY_DATABASE_URI=DEAD_DB, REDIS_URL="redis://127.0.0.1:1/0")
     )
-    for sid in ("CA11", "CA12"):
+    for sid in (twilio_sid("CA11"), twilio_sid("CA12")):
         ring(down, sid)
     files = list((instance / "spool").glob("calls-*.jsonl"))
     assert len(files) == 1 and len(files[0].read_text().splitlines()) == 2
@@ -80,7 +80,7 @@ def test_the_web_process_replays_its_file_by_itself(committed: Flask, instance: 
     down = create_app(
         base_config(SQLALCHEMY_DATABASE_URI=DEAD_DB, REDIS_URL="redis://127.0.0.1:1/0")
     )
-    ring(down, "CA21")
+    ring(down, twilio_sid("CA21"))
     create_app(base_config())  # a restarted web process finds the file and replays it
     deadline = time.monotonic() + 15
     while calls_recorded() < 1 and time.monotonic() < deadline:
@@ -92,7 +92,7 @@ def test_a_replay_cut_off_midway_is_finished_next_time(committed: Flask, instanc
     down = create_app(
         base_config(SQLALCHEMY_DATABASE_URI=DEAD_DB, REDIS_URL="redis://127.0.0.1:1/0")
     )
-    ring(down, "CA31")
+    ring(down, twilio_sid("CA31"))
     [spooled] = list((instance / "spool").glob("calls-*.jsonl"))
     spooled.rename(spooled.with_name(spooled.name + ".replaying"))  # a replayer died holding it
     back = create_app(base_config())
@@ -106,7 +106,7 @@ def test_a_replay_into_a_database_still_down_loses_nothing(
 ) -> None:
     redis_client.delete(REDIS_KEY)
     down = create_app(base_config(SQLALCHEMY_DATABASE_URI=DEAD_DB))
-    ring(down, "CA41")
+    ring(down, twilio_sid("CA41"))
     with down.app_context(), pytest.raises(Exception):  # noqa: B017
         down.extensions["call_spool"].replay_redis()
     assert redis_client.llen(REDIS_KEY) == 1

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from signup.campaigns.models import Campaign
 from signup.errors import ValidationError
@@ -68,6 +70,43 @@ def test_optout_confirmation_says_how_to_come_back() -> None:
 def test_bad_custom_texts_are_refused(text: str, has_optout: bool, error: str) -> None:
     with pytest.raises(ValidationError, match=error):
         texts.validate_sms_text(text, name="Jan Seva", has_optout_number=has_optout)
+
+
+@pytest.mark.parametrize("name", sorted(texts.PLACEHOLDERS))
+@pytest.mark.parametrize(
+    "suffix", [":>20000", ":>999999999", ":s", ":,", "!r", "!s", "!a", "!r:>9", ".upper", "[0]"]
+)
+def test_placeholders_with_a_format_conversion_or_lookup_are_refused(
+    name: str, suffix: str
+) -> None:
+    with pytest.raises(ValidationError):
+        texts.validate_sms_text(
+            "{" + name + suffix + "} {campaign} reply STOP", name="Jan", has_optout_number=True
+        )
+
+
+FIELDS = st.builds(
+    "{{{}{}{}}}".format,
+    st.sampled_from([*sorted(texts.PLACEHOLDERS), "campaign.upper", "number[0]", "0", ""]),
+    st.sampled_from(["", "!r", "!s", "!a"]),
+    st.one_of(st.just(""), st.text(alphabet="<>^=+0123456789,._s", max_size=6).map(":".__add__)),
+)
+PIECES = st.one_of(FIELDS, st.sampled_from(["{{", "}}", "{", "}", " STOP ", "x", ":", "!"]))
+
+
+@settings(max_examples=500)
+@given(template=st.lists(PIECES, max_size=30).map("".join))
+def test_an_accepted_text_renders_no_longer_than_its_placeholders_allow(template: str) -> None:
+    """Whatever braces a text holds, once accepted it renders within its values' lengths."""
+    try:
+        texts.validate_text(
+            template, name="Jan", has_optout_number=True, must_say_how_to_leave=False
+        )
+    except ValidationError:
+        return
+    body = texts.render(MessageKind.ONBOARDING, campaign(sms_text=template))
+    growth = len("Jan Seva Abhiyan") - len("{campaign}")  # the most a placeholder adds
+    assert len(body) <= len(template) + growth * template.count("{")
 
 
 def test_custom_text_may_name_the_campaign_literally() -> None:

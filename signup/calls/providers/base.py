@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from flask import Request, Response
-from werkzeug.datastructures import MultiDict
 
 RAW_LIMIT = 64  # raw From/To are kept for audit, cut to the column's size
-CALL_ID_LIMIT = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,25 +35,17 @@ class InboundCall:
     to_raw: str
 
 
-def call_id_or_digest(raw_id: str, fallback_material: str | Callable[[], str]) -> str:
-    """The provider's call id, or a stable digest when it is missing or oversized.
+def single_id(values: list[str], pattern: re.Pattern[str]) -> str | None:
+    """A field's value when it was sent exactly once and matches the provider's id format.
 
-    A digest keeps replays of the same odd request idempotent instead of refusing the call.
-    The material may be a function, so the common case never builds it.
+    A provider's request id is what makes a retry or a replay one event, so a request
+    without one is refused, never stored under an id of our making: a signed Twilio body
+    whose names and values are re-split (`CallSidC=A0123…` signs the same as
+    `CallSid=CA0123…`) loses its id that way and must not become a new call or reply.
     """
-    if raw_id and len(raw_id) <= CALL_ID_LIMIT and raw_id.isascii() and raw_id.isprintable():
-        return raw_id
-    if not raw_id and callable(fallback_material):
-        fallback_material = fallback_material()
-    material = raw_id or fallback_material
-    assert isinstance(material, str)
-    digest = hashlib.sha256(material.encode("utf-8", "replace")).hexdigest()
-    return "sha256:" + digest[:48]
-
-
-def form_material(fields: MultiDict[str, str]) -> str:
-    """Every field of a request, sorted, as one string: what a missing call id is digested from."""
-    return "&".join(f"{k}={v}" for k, v in sorted(fields.items(multi=True)))
+    if len(values) != 1 or not pattern.fullmatch(values[0]):
+        return None
+    return values[0]
 
 
 def clip(value: str | None) -> str:
@@ -72,8 +62,8 @@ class CallProvider(Protocol):
         """True when the request really comes from the provider (`config`: the app's)."""
         ...
 
-    def parse(self, request: Request) -> InboundCall:
-        """Read the call's id and numbers; never raises on odd or missing fields."""
+    def parse(self, request: Request) -> InboundCall | None:
+        """Read the call's id and numbers; None without a well-formed call id (never raises)."""
         ...
 
     def answer(self) -> Answer:

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from flask import Request, current_app
 
-from signup.calls.providers.base import Answer, InboundCall, call_id_or_digest, form_material
+from signup.calls.providers.base import Answer, InboundCall, single_id
 
 EMPTY = Answer(200, "text/plain; charset=utf-8", b"")
+# Exotel documents no format for CallSid and SmsSid (32 hex digits, sometimes with a suffix
+# letter, in practice): a plain token of letters, digits, "_" or "-" that fits the column.
+EXOTEL_SID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 
 
 def address_allowed(
@@ -57,18 +61,17 @@ class ExotelCalls:
         """True when the path token matches and the address is allowed."""
         return verify_exotel_request(request, config)
 
-    def parse(self, request: Request) -> InboundCall:
-        """Read CallSid and CallFrom/CallTo (older accounts: From/To)."""
+    def parse(self, request: Request) -> InboundCall | None:
+        """Read CallSid (None when it is missing or odd) and CallFrom/CallTo (older: From/To)."""
         args = request.args
-        from_raw = unquote(args.get("CallFrom", args.get("From", "")))
-        to_raw = unquote(args.get("CallTo", args.get("To", "")))
+        call_sid = single_id([unquote(v) for v in args.getlist("CallSid")], EXOTEL_SID)
+        if call_sid is None:
+            return None
         return InboundCall(
             provider=self.name,
-            provider_call_id=call_id_or_digest(
-                unquote(args.get("CallSid", "")), lambda: form_material(args)
-            ),
-            from_raw=from_raw,
-            to_raw=to_raw,
+            provider_call_id=call_sid,
+            from_raw=unquote(args.get("CallFrom", args.get("From", ""))),
+            to_raw=unquote(args.get("CallTo", args.get("To", ""))),
         )
 
     def answer(self) -> Answer:

@@ -6,6 +6,7 @@ import base64
 import functools
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
@@ -16,12 +17,15 @@ from twilio.twiml.voice_response import VoiceResponse
 from werkzeug.datastructures import MultiDict
 from werkzeug.sansio.utils import get_current_url
 
-from signup.calls.providers.base import Answer, InboundCall, call_id_or_digest, form_material
+from signup.calls.providers.base import Answer, InboundCall, single_id
 
 _REJECT = VoiceResponse()
 _REJECT.reject(reason="busy")
 REJECT_TWIML = str(_REJECT)
 REJECT = Answer(200, "text/xml; charset=utf-8", REJECT_TWIML.encode())
+# Twilio's resource ids: a two-letter type, then 32 hex digits (its API's own patterns).
+CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
+MESSAGE_SID = re.compile(r"(?:SM|MM)[0-9a-fA-F]{32}")
 
 
 def signed_url(request: Request, public_base_url: str | None) -> str:
@@ -111,14 +115,28 @@ def _signature(keyed: hmac.HMAC, text: bytes) -> bytes:
 
 
 def verify_twilio_request(request: Request, config: Mapping[str, Any] | None = None) -> bool:
-    """Check X-Twilio-Signature with twilio's algorithm over the form parameters."""
+    """Check a request as twilio's RequestValidator.validate does, never more leniently.
+
+    X-Twilio-Signature over the URL and the form parameters; and when the URL carries a
+    `bodySHA256` (Twilio's signing of a JSON body, whose signature covers the URL alone),
+    the body's SHA-256 must equal it, so a captured URL and signature cannot carry another body.
+    """
     settings = current_app.config if config is None else config
     token = settings.get("TWILIO_AUTH_TOKEN")
     signature = request.headers.get("X-Twilio-Signature", "")
-    if not token or not signature:
+    if not token or not signature or not body_hash_matches(request):
         return False
     url = signed_url(request, settings.get("PUBLIC_BASE_URL"))
     return signature_matches(token, url, request.form, signature)
+
+
+def body_hash_matches(request: Request) -> bool:
+    """True without a `bodySHA256` query parameter, else when it is the body's SHA-256 (hex)."""
+    if "bodySHA256" not in request.args:
+        return True
+    digest = hashlib.sha256(request.get_data(cache=True)).hexdigest()
+    given = request.args.get("bodySHA256", "").encode("utf-8", "replace")
+    return hmac.compare_digest(digest.encode(), given)
 
 
 class TwilioCalls:
@@ -130,14 +148,15 @@ class TwilioCalls:
         """True when the Twilio signature matches."""
         return verify_twilio_request(request, config)
 
-    def parse(self, request: Request) -> InboundCall:
-        """Read CallSid, From and To (or their legacy Caller/Called mirrors)."""
+    def parse(self, request: Request) -> InboundCall | None:
+        """Read CallSid (`CA` and 32 hex digits, else None), From and To (or Caller/Called)."""
         form = request.form
+        call_sid = single_id(form.getlist("CallSid"), CALL_SID)
+        if call_sid is None:
+            return None
         return InboundCall(
             provider=self.name,
-            provider_call_id=call_id_or_digest(
-                form.get("CallSid", ""), lambda: form_material(form)
-            ),
+            provider_call_id=call_sid,
             from_raw=form.get("From", form.get("Caller", "")),
             to_raw=form.get("To", form.get("Called", "")),
         )
