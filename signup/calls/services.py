@@ -308,6 +308,30 @@ def _latest_withdrawals(callers: list[str], since: datetime) -> dict[_Key, tuple
     return latest
 
 
+def log_outcomes(call_ids: list[int]) -> None:
+    """One `call.processed` line per processed call: its outcome, the caller masked.
+
+    What happened to a call (joined, repeat, withheld, unrouted, flooding…) is then visible in
+    the log, not only in the database; one query per batch, after its commit.
+    """
+    if not call_ids or not log.isEnabledFor(logging.INFO):
+        return
+    rows = db.session.execute(
+        select(Call.id, Call.caller, Call.caller_kind, Call.outcome)
+        .where(Call.id.in_(call_ids), Call.state == CallState.DONE)
+        .order_by(Call.id)
+    )
+    for call_id, caller, kind, outcome in rows:
+        event(
+            log,
+            logging.INFO,
+            "call.processed",
+            call_id=call_id,
+            caller=mask(caller) if caller else kind,
+            outcome=outcome,
+        )
+
+
 def in_processing_order(call_ids: list[int]) -> list[int]:
     """These calls in the order processing applies them: by when they came, then by id."""
     return list(

@@ -42,6 +42,7 @@ def process_calls(call_ids: list[int]) -> int:
             log, logging.WARNING, "call.batch_failed", calls=len(call_ids), error=type(exc).__name__
         )
         message_ids = _one_by_one(call_ids)
+    services.log_outcomes(call_ids)
     publish_all(send_messages, chunks(message_ids))  # what fails, relay_messages picks up
     return len(call_ids)
 

@@ -26,7 +26,7 @@ from signup.calls.models import Call
 from signup.extensions import db
 from signup.messaging.models import Message
 from signup.volunteers.models import ConsentEvent, Volunteer
-from tests.helpers import DATABASE_URL, base_config, call_params, post_signed
+from tests.helpers import DATABASE_URL, base_config, call_params, post_signed, twilio_sid
 from tests.integration.factories import NUMBER, OPTOUT, campaign
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -177,8 +177,9 @@ def test_the_apps_work_succeeds_as_the_app_role(as_app_role: Flask, tmp_path: Pa
     """A call end to end (webhook, every beat task, processing, SMS), opt-out, export, erasure."""
     client = as_app_role.test_client()
     caller = "+919911278181"
-    for sid, to in (("CA1", NUMBER), ("CA2", OPTOUT)):
-        response = post_signed(client, "/webhooks/twilio/voice", call_params(sid, caller, to))
+    for label, to in (("CA1", NUMBER), ("CA2", OPTOUT)):
+        params = call_params(twilio_sid(label), caller, to)
+        response = post_signed(client, "/webhooks/twilio/voice", params)
         assert response.status_code == 200 and b"Reject" in response.data
     celery = as_app_role.extensions["celery"]
     for entry in celery.conf.beat_schedule.values():
