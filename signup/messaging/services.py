@@ -69,6 +69,12 @@ class NewMessage:
     due: bool
 
 
+
+def local_time(moment: datetime) -> str:
+    """A time for log lines in the organisers' zone (SIGNUP_TIMEZONE), as they read clocks."""
+    zone = ZoneInfo(current_app.config["SIGNUP_TIMEZONE"])
+    return moment.astimezone(zone).isoformat(timespec="seconds")
+
 def send_time(campaign: Campaign, now: datetime) -> datetime:
     """The earliest moment from `now` outside quiet hours and the campaign's blackouts."""
     config = current_app.config
@@ -136,7 +142,7 @@ def create_messages(
             "sms.deferred",
             message_ids=ids[:20],
             messages=len(ids),
-            until=at.isoformat(),
+            until=local_time(at),
         )
     return created
 
@@ -218,7 +224,7 @@ def _defer_campaign(message_ids: list[int], campaign_id: int, until: datetime) -
             "sms.deferred",
             messages=count,
             campaign_id=campaign_id,
-            until=until.isoformat(),
+            until=local_time(until),
             reason="quiet_hours_or_blackout",
         )
 

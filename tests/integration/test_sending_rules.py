@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -73,6 +74,22 @@ def test_a_call_at_night_is_answered_at_six(at: Any) -> None:
     at(ist(22, 6, 0))
     assert services.claim_due(10) == [message.id]
     assert send_message.run(message.id) == "sent"
+
+
+def test_a_deferral_is_logged_in_the_organisers_time(
+    at: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Both deferral paths (at creation, and at the worker) say `until` in Indian time."""
+    campaign()
+    caplog.set_level(logging.INFO, logger="signup.messaging.services")
+    at(ist(21, 23, 15))
+    join(MOBILE)
+    at(ist(21, 21, 59))
+    [message_id] = join("+919911278182").message_ids
+    at(ist(21, 22, 1))
+    send_message.run(message_id)
+    untils = [r.until for r in caplog.records if r.getMessage() == "sms.deferred"]  # type: ignore[attr-defined]
+    assert untils == ["2026-11-22T06:00:00+05:30", "2026-11-22T06:00:00+05:30"]
 
 
 def test_a_campaign_can_override_the_quiet_hours(at: Any) -> None:
