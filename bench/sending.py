@@ -92,7 +92,7 @@ def seed(count: int, batch: int) -> list[int]:
     from signup.extensions import db
     from signup.messaging import texts
     from signup.messaging.models import Message, MessageKind, MessageStatus
-    from signup.volunteers.models import Volunteer
+    from signup.volunteers.models import Subscription, Volunteer
 
     subprocess.run(
         [sys.executable, "-m", "signup.cli", "db", "upgrade"],
@@ -111,6 +111,13 @@ def seed(count: int, batch: int) -> list[int]:
             insert(Volunteer).returning(Volunteer.id),
             [{"phone": p, "call_count": 1, "consent_at": now} for p in phones],
         ).all()
+        db.session.execute(  # subscribed: a message for someone who left is never sent
+            insert(Subscription),
+            [
+                {"volunteer_id": v, "campaign_id": campaign.id, "joined_at": now}
+                for v in volunteer_ids
+            ],
+        )
         body = texts.render(MessageKind.ONBOARDING, campaign)
         ids = db.session.scalars(
             insert(Message).returning(Message.id),

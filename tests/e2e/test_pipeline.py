@@ -150,7 +150,7 @@ def test_webhook_answers_and_records_while_the_broker_is_down(committed: Flask) 
     number = jan.number
     down = create_app(base_config(RELAY_NUDGE=True, REDIS_URL="redis://127.0.0.1:1/0"))
     for i in range(10):
-        ring(down, f"CB{i:032x}", A, number)
+        ring(down, f"CAb{i:031x}", A, number)
     assert count(Call, Call.state == CallState.PENDING) == 10
 
 
@@ -159,7 +159,7 @@ def test_relay_puts_calls_back_when_the_broker_is_down(committed: Flask) -> None
     db.session.commit()
     number = jan.number
     for i in range(3):
-        ring(committed, f"CC{i:032x}", A, number)
+        ring(committed, f"CAc{i:031x}", A, number)
     down = create_app(base_config(REDIS_URL="redis://127.0.0.1:1/0"))
     with down.app_context():
         relay = down.extensions["celery"].tasks["signup.calls.tasks.relay_calls"]

@@ -15,7 +15,7 @@ from signup.messaging import texts
 from signup.messaging.models import Message, MessageKind, MessageStatus
 from signup.messaging.tasks import chunks, send_message, send_messages
 from signup.tasking import publish
-from signup.volunteers.models import Volunteer
+from signup.volunteers.models import Subscription, Volunteer
 from tests.e2e.conftest import Worker, wait_for
 from tests.fakes.slow_twilio import SlowTwilio, max_in_window
 from tests.integration.factories import campaign
@@ -43,6 +43,10 @@ def queued_messages(count: int) -> list[int]:
     volunteer_ids = db.session.scalars(
         insert(Volunteer).returning(Volunteer.id), [{"phone": p, "call_count": 1} for p in phones]
     ).all()
+    db.session.execute(  # subscribed: a message for someone who left is never sent
+        insert(Subscription),
+        [{"volunteer_id": v, "campaign_id": jan.id, "joined_at": now} for v in volunteer_ids],
+    )
     body = texts.render(MessageKind.ONBOARDING, jan)
     rows = [
         {
