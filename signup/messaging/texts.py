@@ -90,32 +90,56 @@ def validate_sms_text(template: str, *, name: str, has_optout_number: bool) -> N
     validate_text(template, name=name, has_optout_number=has_optout_number)
 
 
+# Every default as {language: {way out: template}}; the way out is "optout" when the campaign has
+# an opt-out number, else "stop". The renderers below and the admin's live counter read this.
+DEFAULTS: dict[MessageKind, dict[str, dict[str, str]]] = {
+    MessageKind.ONBOARDING: ONBOARDING,
+    MessageKind.OPTOUT_CONFIRMATION: {
+        language: {"optout": text, "stop": text} for language, text in OPTOUT_CONFIRMATION.items()
+    },
+    MessageKind.HELP: HELP,
+}
+CUSTOM_FIELDS = {
+    MessageKind.ONBOARDING: "sms_text",
+    MessageKind.OPTOUT_CONFIRMATION: "optout_text",
+    MessageKind.HELP: "help_text",
+}
+
+
 def _fill(template: str, campaign: Campaign) -> str:
     return template.format(
         campaign=campaign.name, optout_number=campaign.optout_number or "", number=campaign.number
     )
 
 
-def _way_out(campaign: Campaign) -> str:
+def way_out(campaign: Campaign) -> str:
+    """How the defaults tell a volunteer to leave: "optout" (a number to call) or "stop"."""
     return "optout" if campaign.optout_number else "stop"
+
+
+def template_for(kind: MessageKind | str, campaign: Campaign) -> str:
+    """The template a campaign sends for this kind: its own text, else the default."""
+    kind = MessageKind(kind)
+    custom = getattr(campaign, CUSTOM_FIELDS[kind])
+    if custom:
+        return str(custom)
+    defaults = DEFAULTS[kind]
+    return defaults.get(campaign.language, defaults["en"])[way_out(campaign)]
 
 
 def onboarding_text(campaign: Campaign) -> str:
     """The onboarding SMS body for a campaign, rendered."""
-    default = ONBOARDING.get(campaign.language, ONBOARDING["en"])[_way_out(campaign)]
-    return _fill(campaign.sms_text or default, campaign)
+    return _fill(template_for(MessageKind.ONBOARDING, campaign), campaign)
 
 
 def optout_confirmation_text(campaign: Campaign) -> str:
     """The SMS that confirms an opt-out and says how to come back."""
-    default = OPTOUT_CONFIRMATION.get(campaign.language, OPTOUT_CONFIRMATION["en"])
-    return _fill(campaign.optout_text or default, campaign)
+    return _fill(template_for(MessageKind.OPTOUT_CONFIRMATION, campaign), campaign)
 
 
 def help_text(campaign: Campaign) -> str:
     """The answer to HELP or INFO: how to join and how to leave."""
-    default = HELP.get(campaign.language, HELP["en"])[_way_out(campaign)]
-    return _fill(campaign.help_text or default, campaign)
+    return _fill(template_for(MessageKind.HELP, campaign), campaign)
 
 
 RENDERERS = {
