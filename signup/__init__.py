@@ -43,6 +43,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     limiter.init_app(app)
     _register_models()
+    from signup import i18n
+
+    i18n.init_app(app)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             sa_event.listen(db.engine, "connect", _sqlite_pragmas)
@@ -130,6 +133,7 @@ def _register_tasks() -> None:
 
 def _register_blueprints(app: Flask) -> None:
     from signup import metrics
+    from signup.admin.pages import bp as admin_pages_bp
     from signup.admin.views import bp as admin_bp
     from signup.calls.views import bp as calls_bp
     from signup.health.views import bp as health_bp
@@ -140,6 +144,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(messaging_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(admin_pages_bp)
     # A person who opens the bare address wants the admin, not a 404.
     app.add_url_rule("/", "root", lambda: redirect(url_for("admin.index")))
     metrics.init_app(app)

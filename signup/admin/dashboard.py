@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from flask_babel import LazyString, lazy_gettext
 from sqlalchemy import func, select
 
 from signup import clock
@@ -26,7 +27,7 @@ class Dashboard:
 
     calls_by_hour: list[tuple[str, int]] = field(default_factory=list)
     calls_by_day: list[tuple[str, int]] = field(default_factory=list)
-    funnel: list[tuple[str, int]] = field(default_factory=list)
+    funnel: list[tuple[str | LazyString, int]] = field(default_factory=list)
     by_state: list[tuple[str, int]] = field(default_factory=list)
     by_district: list[tuple[str, int]] = field(default_factory=list)
     campaigns: list[tuple[str, str, int, int]] = field(default_factory=list)
@@ -76,19 +77,19 @@ def build(access: Access, timezone: str) -> Dashboard:
     sent_states = [MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.UNDELIVERED]
     board.funnel = [
         (
-            "Missed calls",
+            lazy_gettext("Missed calls"),
             reads.scalar(select(func.count()).select_from(Call).where(calls_in_scope)) or 0,
         ),
         (
-            "Unique callers",
+            lazy_gettext("Unique callers"),
             reads.scalar(select(func.count(func.distinct(Call.caller))).where(calls_in_scope)) or 0,
         ),
         (
-            "Volunteers",
+            lazy_gettext("Volunteers"),
             reads.scalar(select(func.count()).select_from(Volunteer).where(scope)) or 0,
         ),
         (
-            "SMS sent",
+            lazy_gettext("SMS sent"),
             reads.scalar(
                 select(func.count())
                 .select_from(Message)
@@ -97,7 +98,7 @@ def build(access: Access, timezone: str) -> Dashboard:
             or 0,
         ),
         (
-            "Delivered",
+            lazy_gettext("Delivered"),
             reads.scalar(
                 select(func.count())
                 .select_from(Message)
@@ -106,7 +107,7 @@ def build(access: Access, timezone: str) -> Dashboard:
             or 0,
         ),
         (
-            "Opted out",
+            lazy_gettext("Opted out"),
             reads.scalar(
                 select(func.count())
                 .select_from(Volunteer)
@@ -115,7 +116,7 @@ def build(access: Access, timezone: str) -> Dashboard:
             or 0,
         ),
     ]
-    place = func.coalesce(Volunteer.state, "(unknown)")
+    place = func.coalesce(Volunteer.state, "?")
     board.by_state = [
         (s, n)
         for s, n in reads.execute(
@@ -126,7 +127,7 @@ def build(access: Access, timezone: str) -> Dashboard:
             .limit(20)
         )
     ]
-    district = func.coalesce(Volunteer.district, "(unknown)")
+    district = func.coalesce(Volunteer.district, "?")
     board.by_district = [
         (f"{d} ({s})", n)
         for s, d, n in reads.execute(

@@ -33,6 +33,7 @@ from signup.campaigns.models import Campaign
 from signup.errors import ValidationError
 from signup.extensions import db
 from signup.messaging.models import Message
+from signup.users.models import User
 from signup.volunteers import erasure, places
 from signup.volunteers import services as volunteers
 from signup.volunteers.export import VolunteerFilter, campaign_slugs
@@ -304,3 +305,20 @@ def audit(
 def audit_entries(limit: int = 200) -> list[AuditEntry]:
     """The latest audit entries, newest first."""
     return list(db.session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)))
+
+
+def audit_rows(limit: int = 200) -> list[tuple[AuditEntry, str | None, dict[str, Any]]]:
+    """The latest audit entries with who acted (an email, not an id); accounts in the detail
+    are named by email too."""
+    entries = audit_entries(limit)
+    details = [json.loads(e.detail or "{}") for e in entries]
+    ids = {e.user_id for e in entries if e.user_id is not None}
+    ids |= {d["user"] for d in details if isinstance(d.get("user"), int)}
+    emails = dict(db.session.execute(select(User.id, User.email).where(User.id.in_(ids))).all())
+    for detail in details:
+        if isinstance(detail.get("user"), int):
+            detail["user"] = emails.get(detail["user"], detail["user"])
+    return [
+        (entry, emails.get(entry.user_id) if entry.user_id is not None else None, detail)
+        for entry, detail in zip(entries, details, strict=True)
+    ]

@@ -101,3 +101,13 @@ def update_user(
     db.session.add_all([UserCampaign(user_id=user.id, campaign_id=c) for c in set(campaign_ids)])
     db.session.add_all([UserState(user_id=user.id, state=s) for s in cleaned_states])
     db.session.flush()
+
+
+def set_language(user: User, language: str | None) -> None:
+    """Choose the account's admin language (flushes); None follows the browser's."""
+    from signup.i18n import LANGUAGES
+
+    if language is not None and language not in LANGUAGES:
+        raise ValidationError(f"language must be one of {', '.join(LANGUAGES)}")
+    user.language = language
+    db.session.flush()

@@ -20,6 +20,7 @@ def token(client: FlaskClient, path: str = "/admin/login") -> str:
 
 
 def login(client: FlaskClient, email: str, password: str = PASSWORD, **kw: Any) -> Any:
+    new_request_globals()  # a new client's token, not one cached by another client's page
     return client.post(
         "/admin/login",
         data={"email": email, "password": password, "csrf_token": token(client)},
