@@ -35,12 +35,12 @@ def as_user(client: FlaskClient, email: str) -> FlaskClient:
 
 
 def new_request_globals() -> None:
-    """Forget what the last request left on `g` (login, CSRF, access).
+    """Forget what the last request left on `g` (login, CSRF, access, language).
 
     A test's app context outlives its requests, so `g` would carry one client's session
     into another's request; a real request always starts with an empty `g`.
     """
     from flask import g
 
-    for name in ("csrf_token", "_login_user", "access"):
+    for name in ("csrf_token", "_login_user", "access", "_flask_babel"):
         g.pop(name, None)
