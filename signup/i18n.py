@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from pathlib import Path
 
-from flask import Flask, request
+from flask import Flask, has_request_context, request
 from flask_babel import Babel, LazyString, get_locale, gettext, lazy_gettext
 from flask_login import current_user
 
@@ -103,11 +103,11 @@ def action_label(action: str) -> str:
 
 def select_locale() -> str:
     """The account's language when chosen, else the browser's best match, else English."""
-    chosen = getattr(current_user, "language", None) if current_user else None
+    if not has_request_context():  # the CLI and workers speak English
+        return DEFAULT_LANGUAGE
+    chosen = getattr(current_user, "language", None)
     if chosen in LANGUAGES:
         return str(chosen)
-    if not request:
-        return DEFAULT_LANGUAGE
     return request.accept_languages.best_match(list(LANGUAGES), DEFAULT_LANGUAGE)
 
 
