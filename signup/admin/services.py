@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select, tuple_
 
 from signup import clock
@@ -219,14 +220,18 @@ def edit(volunteer_id: int, access: Access, values: dict[str, str]) -> list[str]
     limits = {"name": 120, "notes": 2000, "state": 64, "district": 64}
     for key, limit in limits.items():
         if cleaned.get(key) and len(cleaned[key] or "") > limit:
-            raise ValidationError(f"{key} is longer than {limit} characters")
+            raise ValidationError(
+                _l("%(field)s is longer than %(n)s characters", field=key, n=limit)
+            )
     pincode = cleaned.get("pincode")
     if pincode:
         if not PINCODE_RE.match(pincode):
-            raise ValidationError("PIN code must be 6 digits, not starting with 0")
+            raise ValidationError(_l("PIN code must be 6 digits, not starting with 0"))
         place = places.lookup(pincode)
         if place is None:
-            raise ValidationError(f"PIN code {pincode} is not in India Post's directory")
+            raise ValidationError(
+                _l("PIN code %(pincode)s is not in India Post's directory", pincode=pincode)
+            )
         if pincode != volunteer.pincode:
             # A new PIN code sets state and district, unless the organiser typed new ones.
             # A district left from the old PIN code is cleared when the new one spans several.
@@ -235,7 +240,7 @@ def edit(volunteer_id: int, access: Access, values: dict[str, str]) -> list[str]
                 if not typed or typed == getattr(volunteer, key):
                     cleaned[key] = found
     if cleaned.get("language") and cleaned["language"] not in ("en", "hi"):
-        raise ValidationError("language must be en or hi")
+        raise ValidationError(_l("language must be en or hi"))
     changed = [key for key, value in cleaned.items() if getattr(volunteer, key) != value]
     for key in changed:
         setattr(volunteer, key, cleaned[key])

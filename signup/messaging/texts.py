@@ -5,6 +5,8 @@ from __future__ import annotations
 import string
 from typing import TYPE_CHECKING
 
+from flask_babel import lazy_gettext as _l
+
 from signup.errors import ValidationError
 from signup.messaging.models import MessageKind
 
@@ -57,7 +59,9 @@ def placeholders(template: str) -> set[str]:
     try:
         return {field for _, field, _, _ in string.Formatter().parse(template) if field is not None}
     except ValueError as exc:
-        raise ValidationError(f"SMS text has unbalanced braces: {exc}") from exc
+        raise ValidationError(
+            _l("SMS text has unbalanced braces: %(problem)s", problem=exc)
+        ) from exc
 
 
 def validate_text(
@@ -65,24 +69,30 @@ def validate_text(
 ) -> None:
     """Refuse a campaign SMS text that a volunteer could not trust or we could not render."""
     if not template.strip():
-        raise ValidationError("SMS text is empty")
+        raise ValidationError(_l("SMS text is empty"))
     if len(template) > MAX_TEXT:
-        raise ValidationError(f"SMS text is longer than {MAX_TEXT} characters")
+        raise ValidationError(_l("SMS text is longer than %(n)s characters", n=MAX_TEXT))
     fields = placeholders(template)
     unknown = fields - PLACEHOLDERS
     if unknown:
         allowed = ", ".join("{" + p + "}" for p in sorted(PLACEHOLDERS))
         raise ValidationError(
-            f"SMS text uses unknown placeholder(s) {sorted(unknown)}; allowed: {allowed}"
+            _l(
+                "SMS text uses unknown placeholder(s) %(unknown)s; allowed: %(allowed)s",
+                unknown=sorted(unknown),
+                allowed=allowed,
+            )
         )
     if "campaign" not in fields and name.lower() not in template.lower():
-        raise ValidationError("SMS text must name the campaign (use {campaign})")
+        raise ValidationError(_l("SMS text must name the campaign (use {campaign})"))
     if "optout_number" in fields and not has_optout_number:
         raise ValidationError(
-            "SMS text uses {optout_number} but the campaign has no opt-out number"
+            _l("SMS text uses {optout_number} but the campaign has no opt-out number")
         )
     if must_say_how_to_leave and "optout_number" not in fields and "STOP" not in template.upper():
-        raise ValidationError("SMS text must say how to leave: use {optout_number} or mention STOP")
+        raise ValidationError(
+            _l("SMS text must say how to leave: use {optout_number} or mention STOP")
+        )
 
 
 def validate_sms_text(template: str, *, name: str, has_optout_number: bool) -> None:

@@ -6,6 +6,7 @@ import re
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import delete, func, select
 
 from signup.errors import ValidationError
@@ -23,13 +24,13 @@ def create_user(*, email: str, role: str, password: str) -> User:
     """Validate and add an account (flushes); raises ValidationError with one clear line."""
     email = email.strip().lower()
     if not EMAIL_RE.match(email) or len(email) > 254:
-        raise ValidationError(f"{email!r} is not an email address")
+        raise ValidationError(_l("%(email)s is not an email address", email=repr(email)))
     if role not in {r.value for r in Role}:
-        raise ValidationError(f"role must be one of {', '.join(r.value for r in Role)}")
+        raise ValidationError(_l("role must be one of %(roles)s", roles=", ".join(Role)))
     if len(password) < MIN_PASSWORD:
-        raise ValidationError(f"password must be at least {MIN_PASSWORD} characters")
+        raise ValidationError(_l("password must be at least %(n)s characters", n=MIN_PASSWORD))
     if db.session.scalar(select(User.id).where(func.lower(User.email) == email)) is not None:
-        raise ValidationError(f"a user with email {email} already exists")
+        raise ValidationError(_l("a user with email %(email)s already exists", email=email))
     user = User(email=email, role=role, password_hash=off_loop(HASHER.hash, password))
     db.session.add(user)
     db.session.flush()
@@ -52,7 +53,7 @@ def find_by_email(email: str) -> User | None:
 def set_password(user: User, password: str) -> None:
     """Replace an account's password (flushes); every session of the account ends."""
     if len(password) < MIN_PASSWORD:
-        raise ValidationError(f"password must be at least {MIN_PASSWORD} characters")
+        raise ValidationError(_l("password must be at least %(n)s characters", n=MIN_PASSWORD))
     user.password_hash = off_loop(HASHER.hash, password)
     user.end_sessions()
     db.session.flush()
@@ -87,9 +88,9 @@ def update_user(
 ) -> None:
     """Change an account's role, status and scope; an admin cannot lock themselves out."""
     if role not in {r.value for r in Role}:
-        raise ValidationError(f"role must be one of {', '.join(r.value for r in Role)}")
+        raise ValidationError(_l("role must be one of %(roles)s", roles=", ".join(Role)))
     if user.id == acting_user_id and (role != Role.ADMIN or not active):
-        raise ValidationError("you cannot remove your own admin role or deactivate yourself")
+        raise ValidationError(_l("you cannot remove your own admin role or deactivate yourself"))
     cleaned_states = sorted({s.strip()[:64] for s in states if s.strip()})
     old_campaigns, old_states = scope_of(user)
     old = (user.role, user.active, sorted(old_campaigns), old_states)
@@ -108,6 +109,6 @@ def set_language(user: User, language: str | None) -> None:
     from signup.i18n import LANGUAGES
 
     if language is not None and language not in LANGUAGES:
-        raise ValidationError(f"language must be one of {', '.join(LANGUAGES)}")
+        raise ValidationError(_l("language must be one of %(codes)s", codes=", ".join(LANGUAGES)))
     user.language = language
     db.session.flush()

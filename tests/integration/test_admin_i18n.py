@@ -192,3 +192,16 @@ def test_the_quiet_hours_field_shows_the_default_that_applies(
             assert "(empty: 22:00-06:00)" in html, url
     finally:
         app.config["SMS_QUIET_HOURS"] = saved
+
+
+def test_a_refusal_is_shown_in_the_accounts_language(
+    client: FlaskClient, world: dict[str, Any]
+) -> None:
+    _set_language("org@x.org", "hi")
+    client = Fresh(as_user(client, "org@x.org"))  # type: ignore[assignment]
+    vid = world["ids"][ALICE]
+    csrf = token(client.client, f"/admin/volunteers/{vid}")  # type: ignore[attr-defined]
+    saved = client.post(f"/admin/volunteers/{vid}", data={"pincode": "012345", "csrf_token": csrf})
+    assert saved.status_code == 302
+    page = client.get(f"/admin/volunteers/{vid}").get_data(as_text=True)
+    assert "पिन कोड 6 अंकों का हो और 0 से शुरू न हो" in page

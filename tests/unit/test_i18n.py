@@ -23,7 +23,7 @@ def _extracted() -> set[str]:
     """Every msgid in the Python and templates, extracted with the project's babel.cfg."""
     with open(ROOT / "babel.cfg") as cfg:
         method_map, options_map = parse_mapping_cfg(cfg)
-    keywords = {"_": None, "gettext": None, "lazy_gettext": None, "ngettext": (1, 2)}
+    keywords = {"_": None, "_l": None, "gettext": None, "lazy_gettext": None, "ngettext": (1, 2)}
     found = set()
     for _file, _line, message, _comments, _context in extract_from_dir(
         str(ROOT), method_map, options_map, keywords=keywords
@@ -105,3 +105,22 @@ def test_every_audited_action_has_a_label() -> None:
     literal = set(re.findall(r"audit\(\s*[\w.()]+,\s*\"(\w+)\"", source))
     actions = {"settings", "dlt", "template", "blackout"}
     assert literal and literal | {f"campaign_{a}" for a in actions} <= set(ACTIONS)
+
+
+# Services whose refusals an organiser reads in the admin; the rest (import, export filters,
+# list paging, CLI-only erasure) are being reworked by other streams and follow after merging.
+TRANSLATED_SERVICES = [
+    "signup/users/services.py",
+    "signup/campaigns/services.py",
+    "signup/messaging/texts.py",
+    "signup/messaging/dlt.py",
+    "signup/messaging/schedule.py",
+]
+
+
+def test_refusals_of_translated_services_go_through_the_catalog() -> None:
+    """A new `raise ValidationError("…")` with an untranslated literal fails here."""
+    literal = re.compile(r"ValidationError\(\s*f?[\"']")
+    for name in TRANSLATED_SERVICES:
+        found = literal.findall((ROOT / name).read_text())
+        assert not found, f"{name}: wrap the message in _l(...)"
