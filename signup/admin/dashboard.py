@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from flask_babel import LazyString, lazy_gettext
+from babel.dates import format_datetime
+from flask_babel import LazyString, get_locale, lazy_gettext
 from sqlalchemy import func, select
 
 from signup import clock
@@ -17,6 +18,7 @@ from signup.admin.access import Access
 from signup.calls.models import Call, CallOutcome
 from signup.campaigns.models import Campaign
 from signup.database import local_bucket, reads
+from signup.i18n import DEFAULT_LANGUAGE
 from signup.messaging.models import Message, MessageStatus
 from signup.volunteers.models import Subscription, Volunteer, VolunteerStatus
 
@@ -55,7 +57,14 @@ def _buckets(
     key_format = "%Y-%m-%d %H" if unit == "hour" else "%Y-%m-%d"
     start = since.astimezone(zone)
     moments = [start + step * i for i in range(count)]
-    return [(m.strftime(label), int(counts.get(m.strftime(key_format), 0))) for m in moments]
+    locale = get_locale() or DEFAULT_LANGUAGE  # month names in the reader's language
+    return [
+        (
+            format_datetime(m, label, tzinfo=zone, locale=locale),
+            int(counts.get(m.strftime(key_format), 0)),
+        )
+        for m in moments
+    ]
 
 
 def build(access: Access, timezone: str) -> Dashboard:
@@ -67,9 +76,9 @@ def build(access: Access, timezone: str) -> Dashboard:
     day_start = local.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=29)
     board = Dashboard()
     board.calls_by_hour = _buckets(
-        access, hour_start, zone, "hour", "%d %b %H:00", timedelta(hours=1), 48
+        access, hour_start, zone, "hour", "dd MMM HH:00", timedelta(hours=1), 48
     )
-    board.calls_by_day = _buckets(access, day_start, zone, "day", "%d %b", timedelta(days=1), 30)
+    board.calls_by_day = _buckets(access, day_start, zone, "day", "dd MMM", timedelta(days=1), 30)
 
     scope = access.condition() & (Volunteer.status != VolunteerStatus.ERASED)
     calls_in_scope = access.calls_condition()

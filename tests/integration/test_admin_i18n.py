@@ -205,3 +205,16 @@ def test_a_refusal_is_shown_in_the_accounts_language(
     assert saved.status_code == 302
     page = client.get(f"/admin/volunteers/{vid}").get_data(as_text=True)
     assert "पिन कोड 6 अंकों का हो और 0 से शुरू न हो" in page
+
+
+def test_the_dashboards_dates_are_in_the_accounts_language(
+    client: FlaskClient, world: dict[str, Any]
+) -> None:
+    months = re.compile(r"\b(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\b")
+    _set_language("admin@x.org", "hi")
+    client = Fresh(as_user(client, "admin@x.org"))  # type: ignore[assignment]
+    captions = re.findall(
+        r"<figcaption>(.*?)</figcaption>", client.get("/admin/").get_data(as_text=True), re.S
+    )
+    assert len(captions) == 2 and not months.search(" ".join(captions)), captions
+    assert "सबसे अधिक" in captions[0]
