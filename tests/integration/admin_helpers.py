@@ -40,7 +40,9 @@ def new_request_globals() -> None:
     A test's app context outlives its requests, so `g` would carry one client's session
     into another's request; a real request always starts with an empty `g`.
     """
-    from flask import g
+    from flask import g, has_app_context
 
+    if not has_app_context():  # each request then has its own context, and its own `g`
+        return
     for name in ("csrf_token", "_login_user", "access", "_flask_babel"):
         g.pop(name, None)
