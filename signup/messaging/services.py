@@ -69,11 +69,11 @@ class NewMessage:
     due: bool
 
 
-
 def local_time(moment: datetime) -> str:
     """A time for log lines in the organisers' zone (SIGNUP_TIMEZONE), as they read clocks."""
     zone = ZoneInfo(current_app.config["SIGNUP_TIMEZONE"])
     return moment.astimezone(zone).isoformat(timespec="seconds")
+
 
 def send_time(campaign: Campaign, now: datetime) -> datetime:
     """The earliest moment from `now` outside quiet hours and the campaign's blackouts."""
