@@ -49,6 +49,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     limiter.init_app(app)
     _register_models()
+    from signup import i18n
+
+    i18n.init_app(app)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             sa_event.listen(db.engine, "connect", _sqlite_pragmas)
@@ -146,6 +149,7 @@ def _register_tasks() -> None:
 
 def _register_blueprints(app: Flask) -> None:
     from signup import metrics
+    from signup.admin.pages import bp as admin_pages_bp
     from signup.admin.params import RowIdConverter
     from signup.admin.views import bp as admin_bp
     from signup.calls.views import bp as calls_bp
@@ -158,6 +162,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(messaging_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(admin_pages_bp)
     # A person who opens the bare address wants the admin, not a 404.
     app.add_url_rule("/", "root", lambda: redirect(url_for("admin.index")))
     metrics.init_app(app)

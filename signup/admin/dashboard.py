@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from babel.dates import format_datetime
+from flask_babel import LazyString, get_locale, lazy_gettext
 from sqlalchemy import func, select
 
 from signup import clock
@@ -16,6 +18,7 @@ from signup.admin.access import Access
 from signup.calls.models import Call, CallOutcome
 from signup.campaigns.models import Campaign
 from signup.database import local_bucket, reads
+from signup.i18n import DEFAULT_LANGUAGE
 from signup.messaging.models import Message, MessageStatus
 from signup.volunteers.models import Subscription, Volunteer, VolunteerStatus
 
@@ -26,7 +29,7 @@ class Dashboard:
 
     calls_by_hour: list[tuple[str, int]] = field(default_factory=list)
     calls_by_day: list[tuple[str, int]] = field(default_factory=list)
-    funnel: list[tuple[str, int]] = field(default_factory=list)
+    funnel: list[tuple[str | LazyString, int]] = field(default_factory=list)
     by_state: list[tuple[str, int]] = field(default_factory=list)
     by_district: list[tuple[str, int]] = field(default_factory=list)
     campaigns: list[tuple[str, str, int, int]] = field(default_factory=list)
@@ -54,7 +57,14 @@ def _buckets(
     key_format = "%Y-%m-%d %H" if unit == "hour" else "%Y-%m-%d"
     start = since.astimezone(zone)
     moments = [start + step * i for i in range(count)]
-    return [(m.strftime(label), int(counts.get(m.strftime(key_format), 0))) for m in moments]
+    locale = get_locale() or DEFAULT_LANGUAGE  # month names in the reader's language
+    return [
+        (
+            format_datetime(m, label, tzinfo=zone, locale=locale),
+            int(counts.get(m.strftime(key_format), 0)),
+        )
+        for m in moments
+    ]
 
 
 def build(access: Access, timezone: str) -> Dashboard:
@@ -66,9 +76,9 @@ def build(access: Access, timezone: str) -> Dashboard:
     day_start = local.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=29)
     board = Dashboard()
     board.calls_by_hour = _buckets(
-        access, hour_start, zone, "hour", "%d %b %H:00", timedelta(hours=1), 48
+        access, hour_start, zone, "hour", "dd MMM HH:00", timedelta(hours=1), 48
     )
-    board.calls_by_day = _buckets(access, day_start, zone, "day", "%d %b", timedelta(days=1), 30)
+    board.calls_by_day = _buckets(access, day_start, zone, "day", "dd MMM", timedelta(days=1), 30)
 
     scope = access.condition() & (Volunteer.status != VolunteerStatus.ERASED)
     calls_in_scope = access.calls_condition()
@@ -76,19 +86,19 @@ def build(access: Access, timezone: str) -> Dashboard:
     sent_states = [MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.UNDELIVERED]
     board.funnel = [
         (
-            "Missed calls",
+            lazy_gettext("Missed calls"),
             reads.scalar(select(func.count()).select_from(Call).where(calls_in_scope)) or 0,
         ),
         (
-            "Unique callers",
+            lazy_gettext("Unique callers"),
             reads.scalar(select(func.count(func.distinct(Call.caller))).where(calls_in_scope)) or 0,
         ),
         (
-            "Volunteers",
+            lazy_gettext("Volunteers"),
             reads.scalar(select(func.count()).select_from(Volunteer).where(scope)) or 0,
         ),
         (
-            "SMS sent",
+            lazy_gettext("SMS sent"),
             reads.scalar(
                 select(func.count())
                 .select_from(Message)
@@ -97,7 +107,7 @@ def build(access: Access, timezone: str) -> Dashboard:
             or 0,
         ),
         (
-            "Delivered",
+            lazy_gettext("Delivered"),
             reads.scalar(
                 select(func.count())
                 .select_from(Message)
@@ -106,7 +116,7 @@ def build(access: Access, timezone: str) -> Dashboard:
             or 0,
         ),
         (
-            "Opted out",
+            lazy_gettext("Opted out"),
             reads.scalar(
                 select(func.count())
                 .select_from(Volunteer)
@@ -115,7 +125,7 @@ def build(access: Access, timezone: str) -> Dashboard:
             or 0,
         ),
     ]
-    place = func.coalesce(Volunteer.state, "(unknown)")
+    place = func.coalesce(Volunteer.state, "?")
     board.by_state = [
         (s, n)
         for s, n in reads.execute(
@@ -126,7 +136,7 @@ def build(access: Access, timezone: str) -> Dashboard:
             .limit(20)
         )
     ]
-    district = func.coalesce(Volunteer.district, "(unknown)")
+    district = func.coalesce(Volunteer.district, "?")
     board.by_district = [
         (f"{d} ({s})", n)
         for s, d, n in reads.execute(

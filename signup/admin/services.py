@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select, tuple_
 
 from signup import clock
@@ -33,6 +34,7 @@ from signup.campaigns.models import Campaign
 from signup.errors import ValidationError
 from signup.extensions import db
 from signup.messaging.models import Message
+from signup.users.models import User
 from signup.volunteers import erasure, places
 from signup.volunteers import services as volunteers
 from signup.volunteers.export import VolunteerFilter, campaign_slugs
@@ -256,14 +258,18 @@ def edit(volunteer_id: int, access: Access, values: dict[str, str]) -> list[str]
     limits = {"name": 120, "notes": 2000, "state": 64, "district": 64}
     for key, limit in limits.items():
         if cleaned.get(key) and len(cleaned[key] or "") > limit:
-            raise ValidationError(f"{key} is longer than {limit} characters")
+            raise ValidationError(
+                _l("%(field)s is longer than %(n)s characters", field=key, n=limit)
+            )
     pincode = cleaned.get("pincode")
     if pincode:
         if not PINCODE_RE.match(pincode):
-            raise ValidationError("PIN code must be 6 digits, not starting with 0")
+            raise ValidationError(_l("PIN code must be 6 digits, not starting with 0"))
         place = places.lookup(pincode)
         if place is None:
-            raise ValidationError(f"PIN code {pincode} is not in India Post's directory")
+            raise ValidationError(
+                _l("PIN code %(pincode)s is not in India Post's directory", pincode=pincode)
+            )
         if pincode != volunteer.pincode:
             # A new PIN code sets state and district, unless the organiser typed new ones.
             # A district left from the old PIN code is cleared when the new one spans several.
@@ -272,7 +278,7 @@ def edit(volunteer_id: int, access: Access, values: dict[str, str]) -> list[str]
                 if not typed or typed == getattr(volunteer, key):
                     cleaned[key] = found
     if cleaned.get("language") and cleaned["language"] not in ("en", "hi"):
-        raise ValidationError("language must be en or hi")
+        raise ValidationError(_l("language must be en or hi"))
     changed = [key for key, value in cleaned.items() if getattr(volunteer, key) != value]
     for key in changed:
         setattr(volunteer, key, cleaned[key])
@@ -342,3 +348,20 @@ def audit(
 def audit_entries(limit: int = 200) -> list[AuditEntry]:
     """The latest audit entries, newest first."""
     return list(db.session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)))
+
+
+def audit_rows(limit: int = 200) -> list[tuple[AuditEntry, str | None, dict[str, Any]]]:
+    """The latest audit entries with who acted (an email, not an id); accounts in the detail
+    are named by email too."""
+    entries = audit_entries(limit)
+    details = [json.loads(e.detail or "{}") for e in entries]
+    ids = {e.user_id for e in entries if e.user_id is not None}
+    ids |= {d["user"] for d in details if isinstance(d.get("user"), int)}
+    emails = dict(db.session.execute(select(User.id, User.email).where(User.id.in_(ids))).all())
+    for detail in details:
+        if isinstance(detail.get("user"), int):
+            detail["user"] = emails.get(detail["user"], detail["user"])
+    return [
+        (entry, emails.get(entry.user_id) if entry.user_id is not None else None, detail)
+        for entry, detail in zip(entries, details, strict=True)
+    ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import date, datetime
 from typing import Any
@@ -20,6 +19,7 @@ from flask import (
     stream_with_context,
     url_for,
 )
+from flask_babel import gettext, lazy_gettext
 from flask_login import current_user, login_user
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
@@ -53,7 +53,7 @@ bp = Blueprint(
     static_url_path="/static",
 )
 log = logging.getLogger(__name__)
-LOGIN_FAILED = "Email or password is incorrect."
+LOGIN_FAILED = lazy_gettext("Email or password is incorrect.")
 
 
 @bp.before_request
@@ -85,7 +85,9 @@ def local_filter(moment: Any) -> str:
 def throttled(_error: Exception) -> tuple[str, int]:
     """Too many failed logins: the same answer whether or not the account exists."""
     return render_template(
-        "admin/login.html", form=LoginForm(), error="Too many attempts. Wait a while and try again."
+        "admin/login.html",
+        form=LoginForm(),
+        error=gettext("Too many attempts. Wait a while and try again."),
     ), 429
 
 
@@ -106,7 +108,9 @@ def login() -> BaseResponse | str | tuple[str, int]:
     form = LoginForm()
     if request.method == "GET":
         expired = (
-            "Your session ended after a while without use." if request.args.get("expired") else None
+            gettext("Your session ended after a while without use.")
+            if request.args.get("expired")
+            else None
         )
         return render_template("admin/login.html", form=form, error=expired)
     user = (
@@ -218,7 +222,8 @@ def volunteer(volunteer_id: int) -> BaseResponse | str | tuple[str, int]:
             db.session.rollback()
             flash(str(exc), "error")
         else:
-            flash(f"Saved ({', '.join(changed)})." if changed else "Nothing changed.", "info")
+            saved = gettext("Saved (%(fields)s).", fields=", ".join(changed))
+            flash(saved if changed else gettext("Nothing changed."), "info")
         return redirect(url_for("admin.volunteer", volunteer_id=volunteer_id))
     try:
         record = services.history(volunteer_id, access)
@@ -251,7 +256,8 @@ def _confirmed_action(volunteer_id: int, action: str) -> BaseResponse | str:
     db.session.commit()
     for message_id in to_send:
         publish(send_message, message_id)
-    flash("Opted out of every campaign you can see." if action == "opt-out" else "Erased.", "info")
+    opted_out = gettext("Opted out of every campaign you can see.")
+    flash(opted_out if action == "opt-out" else gettext("Erased."), "info")
     if action == "erase":
         return redirect(url_for("admin.volunteers"))
     return redirect(url_for("admin.volunteer", volunteer_id=volunteer_id))
@@ -312,8 +318,7 @@ def export() -> BaseResponse:
 @auth.require(lambda access: access.is_full_admin)
 def audit() -> str:
     """Admins read the audit log."""
-    entries = [(e, json.loads(e.detail or "{}")) for e in services.audit_entries()]
-    return render_template("admin/audit.html", entries=entries)
+    return render_template("admin/audit.html", entries=services.audit_rows())
 
 
 @bp.route("/import", methods=["GET", "POST"])
@@ -429,7 +434,7 @@ def users() -> BaseResponse | str | tuple[str, int]:
             db.session.rollback()
             error = str(exc)
         else:
-            flash(f"Created {created.email}.", "info")
+            flash(gettext("Created %(email)s.", email=created.email), "info")
             return redirect(url_for("admin.users"))
     accounts = [(u, *user_services.scope_of(u)) for u in user_services.list_users()]
     page = render_template(
@@ -466,7 +471,7 @@ def user_update(user_id: int) -> BaseResponse:
         db.session.rollback()
         flash(str(exc), "error")
     else:
-        flash(f"Saved {account.email}.", "info")
+        flash(gettext("Saved %(email)s.", email=account.email), "info")
     return redirect(url_for("admin.users"))
 
 
@@ -528,7 +533,7 @@ def campaign_page(slug: str) -> BaseResponse | str | tuple[str, int]:
             db.session.rollback()
             flash(str(exc), "error")
         else:
-            flash("Saved.", "info")
+            flash(gettext("Saved."), "info")
         return redirect(url_for("admin.campaign_page", slug=slug))
     texts_shown = campaign_texts(campaign)
     return render_template(
@@ -582,5 +587,5 @@ def campaign_texts(campaign: Any) -> list[tuple[str, str, Any]]:
     shown = []
     for kind in kinds:
         body = texts.render(kind, campaign)
-        shown.append((kind.value.replace("_", " "), body, segments.count(body)))
+        shown.append((kind.value, body, segments.count(body)))
     return shown

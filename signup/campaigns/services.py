@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 
+from flask_babel import LazyString
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, or_, select
 
 from signup import clock
@@ -28,14 +30,16 @@ class Route:
     is_optout: bool
 
 
-def _number(raw: str, label: str) -> str:
+def _number(raw: str, label: str | LazyString) -> str:
     try:
         return parse_number_argument(raw)
     except ValueError as exc:
-        raise ValidationError(f"{label}: {exc}") from exc
+        raise ValidationError(_l("%(field)s: %(problem)s", field=label, problem=exc)) from exc
 
 
-def _ensure_number_free(number: str, label: str, campaign_id: int | None = None) -> None:
+def _ensure_number_free(
+    number: str, label: str | LazyString, campaign_id: int | None = None
+) -> None:
     query = select(Campaign.slug).where(
         or_(Campaign.number == number, Campaign.optout_number == number)
     )
@@ -43,7 +47,14 @@ def _ensure_number_free(number: str, label: str, campaign_id: int | None = None)
         query = query.where(Campaign.id != campaign_id)
     taken = db.session.scalar(query)
     if taken is not None:
-        raise ValidationError(f"{label} {number} already belongs to campaign '{taken}'")
+        raise ValidationError(
+            _l(
+                "%(field)s %(number)s already belongs to campaign '%(taken)s'",
+                field=label,
+                number=number,
+                taken=taken,
+            )
+        )
 
 
 def _check_texts(campaign: Campaign) -> None:
@@ -64,7 +75,9 @@ def _check_texts(campaign: Campaign) -> None:
                     must_say_how_to_leave=label == "help text",
                 )
             except ValidationError as exc:
-                raise ValidationError(f"{label}: {exc}") from exc
+                raise ValidationError(
+                    _l("%(field)s: %(problem)s", field=label, problem=exc)
+                ) from exc
     if campaign.quiet_hours is not None:
         schedule.parse_window(campaign.quiet_hours)
     for template in templates(campaign):
@@ -73,7 +86,12 @@ def _check_texts(campaign: Campaign) -> None:
             dlt.match(body, template.text)
         except ValidationError as exc:
             raise ValidationError(
-                f"{template.kind} SMS vs DLT template {template.template_id}: {exc}"
+                _l(
+                    "%(kind)s SMS vs DLT template %(template)s: %(problem)s",
+                    kind=template.kind,
+                    template=template.template_id,
+                    problem=exc,
+                )
             ) from exc
 
 
@@ -126,9 +144,9 @@ def create_campaign(*, slug: str, settings: CampaignSettings) -> Campaign:
     """Validate and add a campaign; raises ValidationError with one clear line."""
     slug = slug.strip().lower()
     if not SLUG_RE.match(slug):
-        raise ValidationError("slug must be 1-63 lowercase letters, digits or '-'")
+        raise ValidationError(_l("slug must be 1-63 lowercase letters, digits or '-'"))
     if db.session.scalar(select(Campaign.id).where(Campaign.slug == slug)) is not None:
-        raise ValidationError(f"a campaign with slug '{slug}' already exists")
+        raise ValidationError(_l("a campaign with slug '%(slug)s' already exists", slug=slug))
     campaign = Campaign(slug=slug, notice_version=1)
     _apply(campaign, settings)
     db.session.add(campaign)
@@ -141,7 +159,7 @@ def update_campaign(campaign: Campaign, **changes: object) -> Campaign:
     """Change some of a campaign's settings; the notice version moves when its text does."""
     unknown = set(changes) - set(SETTINGS)
     if unknown:
-        raise ValidationError(f"cannot change {sorted(unknown)}")
+        raise ValidationError(_l("cannot change %(fields)s", fields=sorted(unknown)))
     given = {k: v for k, v in changes.items() if v is not UNSET}
     _apply(campaign, replace(CampaignSettings.of(campaign), **given))  # type: ignore[arg-type]
     db.session.flush()
@@ -152,16 +170,20 @@ def update_campaign(campaign: Campaign, **changes: object) -> Campaign:
 def _apply(campaign: Campaign, settings: CampaignSettings) -> None:
     name = (settings.name or "").strip()
     if not name or len(name) > 120:
-        raise ValidationError("name must be 1-120 characters")
+        raise ValidationError(_l("name must be 1-120 characters"))
     if settings.language not in texts.LANGUAGES:
-        raise ValidationError(f"language must be one of {', '.join(texts.LANGUAGES)}")
-    main = _number(settings.number or "", "number")
-    optout = _number(settings.optout_number, "opt-out number") if settings.optout_number else None
+        raise ValidationError(
+            _l("language must be one of %(codes)s", codes=", ".join(texts.LANGUAGES))
+        )
+    main = _number(settings.number or "", _l("number"))
+    optout = (
+        _number(settings.optout_number, _l("opt-out number")) if settings.optout_number else None
+    )
     if optout == main:
-        raise ValidationError("the opt-out number must differ from the campaign number")
-    _ensure_number_free(main, "number", campaign.id)
+        raise ValidationError(_l("the opt-out number must differ from the campaign number"))
+    _ensure_number_free(main, _l("number"), campaign.id)
     if optout:
-        _ensure_number_free(optout, "opt-out number", campaign.id)
+        _ensure_number_free(optout, _l("opt-out number"), campaign.id)
     campaign.name, campaign.number, campaign.optout_number = name, main, optout
     campaign.language = settings.language
     campaign.sms_text = settings.sms_text or None
@@ -185,14 +207,19 @@ def set_template(campaign: Campaign, *, kind: str, template_id: str, text: str) 
         message_kind = MessageKind(kind)
     except ValueError:
         kinds = ", ".join(k.value for k in MessageKind)
-        raise ValidationError(f"kind must be one of {kinds}") from None
+        raise ValidationError(_l("kind must be one of %(kinds)s", kinds=kinds)) from None
     dlt.validate_template(template_id.strip(), text)
     body = texts.render(message_kind, campaign)
     try:
         dlt.match(body, text)
     except ValidationError as exc:
         raise ValidationError(
-            f"{message_kind} SMS would not match: {exc}. Our text is: {body}"
+            _l(
+                "%(kind)s SMS would not match: %(problem)s. Our text is: %(body)s",
+                kind=message_kind,
+                problem=exc,
+                body=body,
+            )
         ) from exc
     template = db.session.scalar(
         select(DltTemplate).where(
@@ -234,9 +261,9 @@ def add_blackout(
 ) -> Blackout:
     """Add a period with no SMS (e.g. the Election Commission's 48-hour silence)."""
     if starts_at.tzinfo is None or ends_at.tzinfo is None:
-        raise ValidationError("blackout times need a time zone (e.g. 2026-05-01T18:00+05:30)")
+        raise ValidationError(_l("blackout times need a time zone (e.g. 2026-05-01T18:00+05:30)"))
     if ends_at <= starts_at:
-        raise ValidationError("a blackout must end after it starts")
+        raise ValidationError(_l("a blackout must end after it starts"))
     blackout = Blackout(
         campaign_id=campaign.id,
         starts_at=starts_at,

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from flask_babel import lazy_gettext as _l
+
 from signup.errors import ValidationError
 
 WINDOW_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
@@ -35,10 +37,12 @@ def parse_window(raw: str | None) -> Window | None:
         return None
     found = WINDOW_RE.match(raw.strip())
     if not found:
-        raise ValidationError(f"quiet hours must look like 22:00-06:00 or be 'off', not {raw!r}")
+        raise ValidationError(
+            _l("quiet hours must look like 22:00-06:00 or be 'off', not %(raw)s", raw=repr(raw))
+        )
     sh, sm, eh, em = (int(part) for part in found.groups())
     if (sh, sm) == (eh, em):
-        raise ValidationError("quiet hours must not start and end at the same time")
+        raise ValidationError(_l("quiet hours must not start and end at the same time"))
     return Window(time(sh, sm), time(eh, em))
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import string
 from typing import TYPE_CHECKING
 
+from flask_babel import lazy_gettext as _l
+
 from signup.errors import ValidationError
 from signup.messaging.models import MessageKind
 
@@ -63,13 +65,18 @@ def _pieces(template: str) -> list[tuple[str, str | None]]:
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
-        raise ValidationError(f"SMS text has unbalanced braces: {exc}") from exc
+        raise ValidationError(
+            _l("SMS text has unbalanced braces: %(problem)s", problem=exc)
+        ) from exc
     pieces: list[tuple[str, str | None]] = []
     for literal, field, spec, conversion in parsed:
         if field is not None and (spec or conversion):
             raise ValidationError(
-                f"SMS text placeholder {{{field}}} may not carry a format or conversion; "
-                "write it bare, e.g. {campaign}"
+                _l(
+                    "SMS text placeholder {%(field)s} may not carry a format or conversion; "
+                    "write it bare, e.g. {campaign}",
+                    field=field,
+                )
             )
         pieces.append((literal, field))
     return pieces
@@ -85,29 +92,51 @@ def validate_text(
 ) -> None:
     """Refuse a campaign SMS text that a volunteer could not trust or we could not render."""
     if not template.strip():
-        raise ValidationError("SMS text is empty")
+        raise ValidationError(_l("SMS text is empty"))
     if len(template) > MAX_TEXT:
-        raise ValidationError(f"SMS text is longer than {MAX_TEXT} characters")
+        raise ValidationError(_l("SMS text is longer than %(n)s characters", n=MAX_TEXT))
     fields = placeholders(template)
     unknown = fields - PLACEHOLDERS
     if unknown:
         allowed = ", ".join("{" + p + "}" for p in sorted(PLACEHOLDERS))
         raise ValidationError(
-            f"SMS text uses unknown placeholder(s) {sorted(unknown)}; allowed: {allowed}"
+            _l(
+                "SMS text uses unknown placeholder(s) %(unknown)s; allowed: %(allowed)s",
+                unknown=sorted(unknown),
+                allowed=allowed,
+            )
         )
     if "campaign" not in fields and name.lower() not in template.lower():
-        raise ValidationError("SMS text must name the campaign (use {campaign})")
+        raise ValidationError(_l("SMS text must name the campaign (use {campaign})"))
     if "optout_number" in fields and not has_optout_number:
         raise ValidationError(
-            "SMS text uses {optout_number} but the campaign has no opt-out number"
+            _l("SMS text uses {optout_number} but the campaign has no opt-out number")
         )
     if must_say_how_to_leave and "optout_number" not in fields and "STOP" not in template.upper():
-        raise ValidationError("SMS text must say how to leave: use {optout_number} or mention STOP")
+        raise ValidationError(
+            _l("SMS text must say how to leave: use {optout_number} or mention STOP")
+        )
 
 
 def validate_sms_text(template: str, *, name: str, has_optout_number: bool) -> None:
     """Refuse an onboarding text that does not name the campaign and say how to leave."""
     validate_text(template, name=name, has_optout_number=has_optout_number)
+
+
+# Every default as {language: {way out: template}}; the way out is "optout" when the campaign has
+# an opt-out number, else "stop". The renderers below and the admin's live counter read this.
+DEFAULTS: dict[MessageKind, dict[str, dict[str, str]]] = {
+    MessageKind.ONBOARDING: ONBOARDING,
+    MessageKind.OPTOUT_CONFIRMATION: {
+        language: {"optout": text, "stop": text} for language, text in OPTOUT_CONFIRMATION.items()
+    },
+    MessageKind.HELP: HELP,
+}
+CUSTOM_FIELDS = {
+    MessageKind.ONBOARDING: "sms_text",
+    MessageKind.OPTOUT_CONFIRMATION: "optout_text",
+    MessageKind.HELP: "help_text",
+}
 
 
 def _fill(template: str, campaign: Campaign) -> str:
@@ -122,26 +151,34 @@ def _fill(template: str, campaign: Campaign) -> str:
     )
 
 
-def _way_out(campaign: Campaign) -> str:
+def way_out(campaign: Campaign) -> str:
+    """How the defaults tell a volunteer to leave: "optout" (a number to call) or "stop"."""
     return "optout" if campaign.optout_number else "stop"
+
+
+def template_for(kind: MessageKind | str, campaign: Campaign) -> str:
+    """The template a campaign sends for this kind: its own text, else the default."""
+    kind = MessageKind(kind)
+    custom = getattr(campaign, CUSTOM_FIELDS[kind])
+    if custom:
+        return str(custom)
+    defaults = DEFAULTS[kind]
+    return defaults.get(campaign.language, defaults["en"])[way_out(campaign)]
 
 
 def onboarding_text(campaign: Campaign) -> str:
     """The onboarding SMS body for a campaign, rendered."""
-    default = ONBOARDING.get(campaign.language, ONBOARDING["en"])[_way_out(campaign)]
-    return _fill(campaign.sms_text or default, campaign)
+    return _fill(template_for(MessageKind.ONBOARDING, campaign), campaign)
 
 
 def optout_confirmation_text(campaign: Campaign) -> str:
     """The SMS that confirms an opt-out and says how to come back."""
-    default = OPTOUT_CONFIRMATION.get(campaign.language, OPTOUT_CONFIRMATION["en"])
-    return _fill(campaign.optout_text or default, campaign)
+    return _fill(template_for(MessageKind.OPTOUT_CONFIRMATION, campaign), campaign)
 
 
 def help_text(campaign: Campaign) -> str:
     """The answer to HELP or INFO: how to join and how to leave."""
-    default = HELP.get(campaign.language, HELP["en"])[_way_out(campaign)]
-    return _fill(campaign.help_text or default, campaign)
+    return _fill(template_for(MessageKind.HELP, campaign), campaign)
 
 
 RENDERERS = {

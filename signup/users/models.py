@@ -36,6 +36,8 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined]
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Stored in the session (see get_id); bumping it ends every copy of every session at once.
     session_epoch: Mapped[int] = mapped_column(default=0, server_default="0")
+    # The admin's language ("en", "hi"); None follows the browser's Accept-Language.
+    language: Mapped[str | None] = mapped_column(String(8))
 
     def get_id(self) -> str:
         """Flask-Login: the session names the account and its epoch (signup.admin.auth)."""

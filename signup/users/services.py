@@ -6,6 +6,7 @@ import re
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import delete, func, select
 
 from signup.errors import ValidationError
@@ -23,13 +24,13 @@ def create_user(*, email: str, role: str, password: str) -> User:
     """Validate and add an account (flushes); raises ValidationError with one clear line."""
     email = email.strip().lower()
     if not EMAIL_RE.match(email) or len(email) > 254:
-        raise ValidationError(f"{email!r} is not an email address")
+        raise ValidationError(_l("%(email)s is not an email address", email=repr(email)))
     if role not in {r.value for r in Role}:
-        raise ValidationError(f"role must be one of {', '.join(r.value for r in Role)}")
+        raise ValidationError(_l("role must be one of %(roles)s", roles=", ".join(Role)))
     if len(password) < MIN_PASSWORD:
-        raise ValidationError(f"password must be at least {MIN_PASSWORD} characters")
+        raise ValidationError(_l("password must be at least %(n)s characters", n=MIN_PASSWORD))
     if db.session.scalar(select(User.id).where(func.lower(User.email) == email)) is not None:
-        raise ValidationError(f"a user with email {email} already exists")
+        raise ValidationError(_l("a user with email %(email)s already exists", email=email))
     user = User(email=email, role=role, password_hash=off_loop(HASHER.hash, password))
     db.session.add(user)
     db.session.flush()
@@ -52,7 +53,7 @@ def find_by_email(email: str) -> User | None:
 def set_password(user: User, password: str) -> None:
     """Replace an account's password (flushes); every session of the account ends."""
     if len(password) < MIN_PASSWORD:
-        raise ValidationError(f"password must be at least {MIN_PASSWORD} characters")
+        raise ValidationError(_l("password must be at least %(n)s characters", n=MIN_PASSWORD))
     user.password_hash = off_loop(HASHER.hash, password)
     user.end_sessions()
     db.session.flush()
@@ -87,9 +88,9 @@ def update_user(
 ) -> None:
     """Change an account's role, status and scope; an admin cannot lock themselves out."""
     if role not in {r.value for r in Role}:
-        raise ValidationError(f"role must be one of {', '.join(r.value for r in Role)}")
+        raise ValidationError(_l("role must be one of %(roles)s", roles=", ".join(Role)))
     if user.id == acting_user_id and (role != Role.ADMIN or not active):
-        raise ValidationError("you cannot remove your own admin role or deactivate yourself")
+        raise ValidationError(_l("you cannot remove your own admin role or deactivate yourself"))
     cleaned_states = sorted({s.strip()[:64] for s in states if s.strip()})
     _require_campaigns(set(campaign_ids))
     old_campaigns, old_states = scope_of(user)
@@ -113,4 +114,15 @@ def _require_campaigns(campaign_ids: set[int]) -> None:
     known = set(db.session.scalars(select(Campaign.id).where(Campaign.id.in_(campaign_ids))))
     unknown = sorted(campaign_ids - known)
     if unknown:
-        raise ValidationError(f"no campaign with id {', '.join(map(str, unknown[:5]))}")
+        ids = ", ".join(map(str, unknown[:5]))
+        raise ValidationError(_l("no campaign with id %(ids)s", ids=ids))
+
+
+def set_language(user: User, language: str | None) -> None:
+    """Choose the account's admin language (flushes); None follows the browser's."""
+    from signup.i18n import LANGUAGES
+
+    if language is not None and language not in LANGUAGES:
+        raise ValidationError(_l("language must be one of %(codes)s", codes=", ".join(LANGUAGES)))
+    user.language = language
+    db.session.flush()

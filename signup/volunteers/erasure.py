@@ -143,6 +143,7 @@ TREATMENTS: dict[tuple[str, str], Treatment] = {
     ("users", "email"): _ORGANISER,
     ("users", "password_hash"): _ORGANISER,
     ("users", "role"): _ORGANISER,
+    ("users", "language"): _ORGANISER,
     ("user_states", "state"): _ORGANISER,
     ("alembic_version", "version_num"): _not_personal("the schema's revision"),
 }

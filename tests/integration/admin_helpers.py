@@ -20,6 +20,7 @@ def token(client: FlaskClient, path: str = "/admin/login") -> str:
 
 
 def login(client: FlaskClient, email: str, password: str = PASSWORD, **kw: Any) -> Any:
+    new_request_globals()  # a new client's token, not one cached by another client's page
     return client.post(
         "/admin/login",
         data={"email": email, "password": password, "csrf_token": token(client)},
@@ -34,12 +35,14 @@ def as_user(client: FlaskClient, email: str) -> FlaskClient:
 
 
 def new_request_globals() -> None:
-    """Forget what the last request left on `g` (login, CSRF, access).
+    """Forget what the last request left on `g` (login, CSRF, access, language).
 
     A test's app context outlives its requests, so `g` would carry one client's session
     into another's request; a real request always starts with an empty `g`.
     """
-    from flask import g
+    from flask import g, has_app_context
 
-    for name in ("csrf_token", "_login_user", "access"):
+    if not has_app_context():  # each request then has its own context, and its own `g`
+        return
+    for name in ("csrf_token", "_login_user", "access", "_flask_babel"):
         g.pop(name, None)

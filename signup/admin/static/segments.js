@@ -1,6 +1,9 @@
-// Live SMS segment count beside every textarea marked data-segments (same rules as
+// Live SMS segment count under every textarea marked data-segments, for the text that will
+// really be sent: the textarea's own text, or when it is empty the default for the language and
+// way out chosen in the same form, with {campaign}, {number} and {optout_number} filled in from
+// the form, as signup/messaging/texts.py renders it. Counted by the rules of
 // signup/messaging/segments.py: GSM-7 160/153 with extension characters counting double,
-// otherwise UCS-2 70/67). Placeholders are counted as written; the server shows the real text.
+// otherwise UCS-2 70/67 in UTF-16 code units. tests/e2e/test_admin_browser.py compares the two.
 (function () {
   "use strict";
   var BASIC = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?" +
@@ -21,23 +24,63 @@
     return { encoding: gsm ? "GSM-7" : "UCS-2", units: units, segments: parts };
   }
 
-  function attach(area) {
+  function value(form, name) {
+    var field = form.elements.namedItem(name);
+    return field ? field.value.trim() : "";
+  }
+
+  // Python's str.format for our three names: {{ and }} are literal braces.
+  function fill(template, form) {
+    var values = {
+      campaign: value(form, "name"),
+      number: value(form, "number"),
+      optout_number: value(form, "optout_number")
+    };
+    return template.replace(/\{\{|\}\}|\{(\w+)\}/g, function (whole, name) {
+      if (whole === "{{") { return "{"; }
+      if (whole === "}}") { return "}"; }
+      return Object.prototype.hasOwnProperty.call(values, name) ? values[name] : whole;
+    });
+  }
+
+  function sent(area, form) {
+    var own = area.value.trim();  // the server stores the text stripped
+    if (own) { return { custom: true, text: fill(own, form) }; }
+    var defaults = JSON.parse(area.getAttribute("data-defaults"));
+    var byWay = defaults[value(form, "language")] || defaults.en;
+    var way = value(form, "optout_number") ? "optout" : "stop";
+    return { custom: false, text: fill(byWay[way], form) };
+  }
+
+  function attach(area, words) {
+    var form = area.form;
     var out = document.createElement("small");
     out.className = "segments";
     out.setAttribute("aria-live", "polite");
     area.insertAdjacentElement("afterend", out);
     function update() {
-      var c = count(area.value);
-      out.textContent = c.encoding + " · " + c.units + " characters · " + c.segments +
-        (c.segments === 1 ? " segment" : " segments");
+      var shown = sent(area, form), c = count(shown.text);
+      out.setAttribute("data-encoding", c.encoding);
+      out.setAttribute("data-units", String(c.units));
+      out.setAttribute("data-segments", String(c.segments));
+      out.textContent = (shown.custom ? words.custom : words["default"]) + ": " + c.encoding +
+        " · " + c.units + " " + words.characters + " · " + c.segments + " " +
+        (c.segments === 1 ? words.segment : words.segments) +
+        (c.segments > 2 ? " (" + words.warn + ")" : "");
       out.classList.toggle("warn", c.segments > 2);
     }
-    area.addEventListener("input", update);
+    form.addEventListener("input", update);
+    form.addEventListener("change", update);
     update();
   }
 
   document.addEventListener("DOMContentLoaded", function () {
+    var holder = document.getElementById("segment-words");
+    var words = holder ? JSON.parse(holder.getAttribute("data-words")) : {
+      "default": "Default", custom: "Text", characters: "characters",
+      segment: "segment", segments: "segments", warn: "more than two segments"
+    };
     var areas = document.querySelectorAll("textarea[data-segments]");
-    for (var i = 0; i < areas.length; i++) { attach(areas[i]); }
+    for (var i = 0; i < areas.length; i++) { attach(areas[i], words); }
   });
 })();
