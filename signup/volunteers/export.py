@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import re
+import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -39,6 +41,18 @@ COLUMNS = (
 BOM = "\ufeff"
 BATCH = 5000
 MIN_NAME_SEARCH = 3  # shorter fragments match too much to use the trigram index
+NUMBER_ENDING = re.compile(r"^\d{4,9}$")  # the last digits of a number, as people quote them
+
+
+def number_ending(query: str) -> str | None:
+    """The digits of a search for the end of a number (4 to 9 digits, spaces or dashes
+    allowed, any script's digits), else None."""
+    digits = "".join(
+        str(unicodedata.digit(ch)) if ch.isdigit() else ch for ch in query.strip() if ch not in " -"
+    )
+    return digits if NUMBER_ENDING.match(digits) else None
+
+
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -99,8 +113,11 @@ class VolunteerFilter:
             )
         if self.q and self.q.strip():
             phone = normalise(self.q)
+            ending = number_ending(self.q)
             if phone.e164:
                 clause = clause & (Volunteer.phone == phone.e164)
+            elif ending:
+                clause = clause & Volunteer.phone.like("%" + ending)
             else:
                 if len(self.q.strip()) < MIN_NAME_SEARCH:
                     raise ValidationError(

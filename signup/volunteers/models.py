@@ -55,6 +55,13 @@ class Volunteer(db.Model):  # type: ignore[name-defined]
             postgresql_using="gin",
             postgresql_ops={"name": "gin_trgm_ops"},
         ),
+        # Search by the last digits of a number (phone LIKE '%43210').
+        Index(
+            "ix_volunteers_phone_trgm",
+            "phone",
+            postgresql_using="gin",
+            postgresql_ops={"phone": "gin_trgm_ops"},
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

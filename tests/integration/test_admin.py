@@ -221,6 +221,11 @@ def test_state_scope(client: FlaskClient, world: dict[str, Any]) -> None:
     [
         ("q=099112%2078181", {ALICE}),
         ("q=919911278182", {BOB}),
+        ("q=8182", {BOB}),  # the last digits of a number
+        ("q=278%20182", {BOB}),
+        ("q=%E0%A5%AE%E0%A5%A7%E0%A5%AE%E0%A5%A8", {BOB}),  # the same in Devanagari digits
+        ("q=27818", set()),  # the end of a number, not its middle
+        ("q=78181", {ALICE}),
         ("campaign=b", {BOB, CHITRA}),
         ("state=Bihar", {ALICE, CHITRA}),
         ("status=opted_out", set()),
