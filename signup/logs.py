@@ -91,8 +91,8 @@ def _exception_text(formatter: logging.Formatter, record: logging.LogRecord) -> 
 QUERY_VALUE = re.compile(r"(?<=[?&])([^=&\s\"'#]+)=[^&\s\"'#]*")
 # - the token segment of Exotel's webhook paths;
 SECRET_PATH = re.compile(r"(/webhooks/exotel/)[^/\s?\"']+")
-# - passwords in URLs (scheme://user:password@host);
-URL_PASSWORD = re.compile(r"(://[^:/@\s\"']*:)[^@\s\"']+@")
+# - passwords in URLs (scheme://user:password@host, and a malformed scheme//:password@host);
+URL_PASSWORD = re.compile(r"(//[^:/@\s\"']*:)[^@\s\"']+@")
 # - any run of 10 or more digits (a mobile without its 0 or +91) that may be split by spaces,
 #   dashes, brackets and "+" (a URL's space), with an optional leading "+" or "%2B": every
 #   common form of a phone number, masked.
@@ -156,11 +156,16 @@ def redact(text: str) -> str:
         text = QUERY_VALUE.sub(r"\1=[redacted]", text)
     if "/webhooks/" in text:
         text = SECRET_PATH.sub(r"\1[redacted]", text)
-    if "://" in text:
-        text = URL_PASSWORD.sub(r"\1[redacted]@", text)
+    if "//" in text:
+        text = hide_url_password(text)
     if _secret_pattern is not None:
         text = _secret_pattern.sub("[redacted]", text)
     return PHONE.sub(_mask_digits, text)
+
+
+def hide_url_password(text: str) -> str:
+    """Text with the password of every URL-like `//user:password@` in it masked."""
+    return URL_PASSWORD.sub(r"\1[redacted]@", text)
 
 
 def _mask_digits(found: re.Match[str]) -> str:
