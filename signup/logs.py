@@ -16,11 +16,13 @@ import sys
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from celery import signals
 
 from signup import greenlets
+from signup.phones import LOG_DIGIT, SEPARATOR
+from signup.phones import percent_encoded as _percent
 
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
     "message",
@@ -94,14 +96,16 @@ SECRET_PATH = re.compile(r"(/webhooks/exotel/)[^/\s?\"']+")
 # - passwords in URLs (scheme://user:password@host, and a malformed scheme//:password@host);
 URL_PASSWORD = re.compile(r"(//[^:/@\s\"']*:)[^@\s\"']+@")
 # - any run of 10 or more digits (a mobile without its 0 or +91) that may be split by spaces,
-#   dashes, brackets and "+" (a URL's space), with an optional leading "+" or "%2B": every
-#   common form of a phone number, masked.
-#   A run glued to letters (an id) or followed by ":" (a time of day) is left alone.
+#   dashes, underscores, dots, slashes, brackets and "+" (a URL's space), raw or percent-encoded,
+#   with an optional leading "+" or "%2B": a digit in any script (Devanagari too), raw, as a
+#   percent-escape, or as gunicorn writes UTF-8 it read as Latin-1 (signup.phones.LOG_DIGIT).
+#   A run glued to letters (an id), followed by ":" (a time of day), or an IPv4 address is left.
 PHONE = re.compile(
-    r"(?<!\w)(?:\+|%2[bB])?\(?\d(?:(?:[ ()+-]|%20|%2[bB]){0,3}\d){9,}"
+    r"(?<![\w%])(?!\d{1,3}(?:\.\d{1,3}){3}(?!\d))(?:\+|%2[bB])?\(?"
+    rf"{LOG_DIGIT}(?:{SEPARATOR}{{0,3}}{LOG_DIGIT}){{9,}}"
     r"(?![\w:])(?!-[0-9a-fA-F]*[a-fA-F])"  # nor a UUID's first groups (Celery's task ids)
 )
-_DIGIT = re.compile(r"%2[0bB]|\d")  # digits are masked, URL escapes kept
+_DIGIT = re.compile(rf"({SEPARATOR}|%2[bB])|{LOG_DIGIT}")  # digits masked, separators kept
 # - the values of configured secrets (tokens, keys, passwords in URLs), wherever they appear.
 _secrets: set[str] = set()
 _secret_pattern: re.Pattern[str] | None = None
@@ -115,8 +119,15 @@ def register_secrets(values: Iterable[str | None]) -> None:
     if not fresh:
         return
     _secrets.update(fresh)
-    forms = _secrets | {quote(v, safe="") for v in _secrets}
-    _secret_pattern = re.compile("|".join(map(re.escape, sorted(forms, key=len, reverse=True))))
+    forms = sorted(_secrets, key=len, reverse=True)
+    _secret_pattern = re.compile("|".join(map(_any_escaping, forms)))
+
+
+def _any_escaping(secret: str) -> str:
+    """A pattern for the secret with any of its characters raw or percent-encoded."""
+    return "".join(
+        f"(?:{re.escape(ch)}|{_percent(ch)})" if ch.isascii() else re.escape(ch) for ch in secret
+    )
 
 
 SECRET_SETTINGS = (
@@ -169,7 +180,7 @@ def hide_url_password(text: str) -> str:
 
 
 def _mask_digits(found: re.Match[str]) -> str:
-    return _DIGIT.sub(lambda d: d.group() if len(d.group()) > 1 else "X", found.group())
+    return _DIGIT.sub(lambda d: d.group(1) or "X", found.group())
 
 
 def _redact_value(value: Any) -> Any:

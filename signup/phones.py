@@ -147,7 +147,7 @@ def mask(e164: str | None) -> str:
 # that the two regex dialects read differently.
 
 
-def _percent(text: str) -> str:
+def percent_encoded(text: str) -> str:
     """The percent-encoded UTF-8 of text, each hex letter matched in either case."""
     encoded = "".join(f"%{byte:02X}" for byte in text.encode())
     return "".join(f"[{ch}{ch.lower()}]" if ch.isalpha() else ch for ch in encoded)
@@ -168,7 +168,11 @@ _DIGITS_BY_VALUE = _digits_by_value()
 
 def digit_pattern(value: int) -> str:
     """A digit in any script, raw or percent-encoded (ASCII and Devanagari)."""
-    forms = [f"[{_DIGITS_BY_VALUE[value]}]", _percent(str(value)), _percent(chr(0x966 + value))]
+    forms = [
+        f"[{_DIGITS_BY_VALUE[value]}]",
+        percent_encoded(str(value)),
+        percent_encoded(chr(0x966 + value)),
+    ]
     return "(?:" + "|".join(forms) + ")"
 
 
@@ -176,5 +180,7 @@ ANY_DIGIT = "(?:[" + "".join(_DIGITS_BY_VALUE.values()) + "]|%3[0-9]|%[Ee]0%[Aa]
 # Between two digits: space (any Unicode space), dash, underscore, dot, slash, brackets, "+"
 # (a URL's space), raw or percent-encoded.
 _SPACES = "\u00a0\u2000-\u200b\u202f\u205f\u3000"
-_ENCODED_SEPARATORS = [_percent(ch) for ch in " -_./()+\u00a0\u2009\u202f"]
+_ENCODED_SEPARATORS = [percent_encoded(ch) for ch in " -_./()+\u00a0\u2009\u202f"]
 SEPARATOR = "(?:[ \t._/()+" + _SPACES + "-]|" + "|".join(_ENCODED_SEPARATORS) + ")"
+# A digit as a log line may hold it: also UTF-8 Devanagari read as Latin-1 (gunicorn's headers).
+LOG_DIGIT = ANY_DIGIT[:-1] + "|\u00e0\u00a5[\u00a6-\u00af])"
