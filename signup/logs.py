@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 from celery import signals
 
 from signup import greenlets
-from signup.phones import LOG_DIGIT, SEPARATOR
+from signup.phones import LOG_DIGIT, PLAIN_SEPARATOR, SEPARATOR
 from signup.phones import percent_encoded as _percent
 
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
@@ -100,27 +100,39 @@ URL_PASSWORD = re.compile(r"(//[^:/@\s\"']*:)[^@\s\"']+@")
 #   with an optional leading "+" or "%2B": a digit in any script (Devanagari too), raw, as a
 #   percent-escape, or as gunicorn writes UTF-8 it read as Latin-1 (signup.phones.LOG_DIGIT).
 #   A run glued to letters (an id), followed by ":" (a time of day), or an IPv4 address is left.
-PHONE = re.compile(
-    r"(?<![\w%])(?!\d{1,3}(?:\.\d{1,3}){3}(?!\d))(?:\+|%2[bB])?\(?"
-    rf"{LOG_DIGIT}(?:{SEPARATOR}{{0,3}}{LOG_DIGIT}){{9,}}"
-    r"(?![\w:])(?!-[0-9a-fA-F]*[a-fA-F])"  # nor a UUID's first groups (Celery's task ids)
-)
+
+
+def _phone(digit: str, separator: str) -> re.Pattern[str]:
+    """The number mask over these forms of a digit and of a separator."""
+    return re.compile(
+        r"(?<![\w%])(?!\d{1,3}(?:\.\d{1,3}){3}(?!\d))(?:\+|%2[bB])?\(?"
+        rf"{digit}(?:{separator}{{0,3}}{digit}){{9,}}"
+        r"(?![\w:])(?!-[0-9a-fA-F]*[a-fA-F])"  # nor a UUID's first groups (Celery's task ids)
+    )
+
+
+PHONE = _phone(LOG_DIGIT, SEPARATOR)
+# The same over raw text only, for the many lines with no "%" nor Latin-1 read UTF-8 (faster).
+PLAIN_PHONE = _phone(r"\d", PLAIN_SEPARATOR)
 _DIGIT = re.compile(rf"({SEPARATOR}|%2[bB])|{LOG_DIGIT}")  # digits masked, separators kept
+_ESCAPED = ("%", "\u00e0")  # a line with one of these may hold an escaped or misread digit
 # - the values of configured secrets (tokens, keys, passwords in URLs), wherever they appear.
 _secrets: set[str] = set()
 _secret_pattern: re.Pattern[str] | None = None
+_escaped_secret_pattern: re.Pattern[str] | None = None  # any character percent-encoded
 MIN_SECRET_LENGTH = 8  # shorter values would mask ordinary words; no real secret is this short
 
 
 def register_secrets(values: Iterable[str | None]) -> None:
     """Mask these values (and their URL-encoded forms) in every later log line."""
-    global _secret_pattern
+    global _secret_pattern, _escaped_secret_pattern
     fresh = {v for v in values if v and len(v) >= MIN_SECRET_LENGTH} - _secrets
     if not fresh:
         return
     _secrets.update(fresh)
     forms = sorted(_secrets, key=len, reverse=True)
-    _secret_pattern = re.compile("|".join(map(_any_escaping, forms)))
+    _secret_pattern = re.compile("|".join(map(re.escape, forms)))
+    _escaped_secret_pattern = re.compile("|".join(map(_any_escaping, forms)))
 
 
 def _any_escaping(secret: str) -> str:
@@ -169,9 +181,10 @@ def redact(text: str) -> str:
         text = SECRET_PATH.sub(r"\1[redacted]", text)
     if "//" in text:
         text = hide_url_password(text)
-    if _secret_pattern is not None:
-        text = _secret_pattern.sub("[redacted]", text)
-    return PHONE.sub(_mask_digits, text)
+    escaped = any(mark in text for mark in _ESCAPED)
+    if _secret_pattern is not None and _escaped_secret_pattern is not None:
+        text = (_escaped_secret_pattern if "%" in text else _secret_pattern).sub("[redacted]", text)
+    return (PHONE if escaped else PLAIN_PHONE).sub(_mask_digits, text)
 
 
 def hide_url_password(text: str) -> str:

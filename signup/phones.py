@@ -181,6 +181,7 @@ ANY_DIGIT = "(?:[" + "".join(_DIGITS_BY_VALUE.values()) + "]|%3[0-9]|%[Ee]0%[Aa]
 # (a URL's space), raw or percent-encoded.
 _SPACES = "\u00a0\u2000-\u200b\u202f\u205f\u3000"
 _ENCODED_SEPARATORS = [percent_encoded(ch) for ch in " -_./()+\u00a0\u2009\u202f"]
-SEPARATOR = "(?:[ \t._/()+" + _SPACES + "-]|" + "|".join(_ENCODED_SEPARATORS) + ")"
+PLAIN_SEPARATOR = "[ \t._/()+" + _SPACES + "-]"
+SEPARATOR = "(?:" + PLAIN_SEPARATOR + "|" + "|".join(_ENCODED_SEPARATORS) + ")"
 # A digit as a log line may hold it: also UTF-8 Devanagari read as Latin-1 (gunicorn's headers).
 LOG_DIGIT = ANY_DIGIT[:-1] + "|\u00e0\u00a5[\u00a6-\u00af])"
