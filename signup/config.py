@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from limits import parse_many
 
 from signup.errors import ValidationError
+from signup.logs import hide_url_password
 from signup.messaging import schedule
 
 DEV_TWILIO_AUTH_TOKEN = "dev-only-twilio-auth-token"  # noqa: S105 - documented development default
@@ -109,6 +111,34 @@ def rate_limits(name: str, raw: str) -> str:
     return raw
 
 
+def url(*schemes: str, hostless: tuple[str, ...] = ()) -> Parser:
+    """A URL with one of these schemes and a host (unless its scheme is `hostless`, a file's);
+    the error shows the value with any password masked, never the password."""
+
+    def parse(name: str, raw: str) -> str:
+        value = raw.strip()
+        try:
+            parts = urlsplit(value)
+            scheme = parts.scheme.lower()
+            found = scheme in schemes and (bool(parts.hostname) or scheme in hostless)
+            parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+        except ValueError:
+            found = False
+        if not found:
+            raise ConfigError(
+                f"{name} must be a URL like {schemes[0]}://host/... "
+                f"(scheme {', '.join(schemes)}), not {hide_url_password(value)!r}"
+            )
+        return value
+
+    return parse
+
+
+POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+WEB_SCHEMES = ("https", "http")
+
+
 @dataclass(frozen=True, slots=True)
 class Setting:
     """One environment variable: how to parse it, its default and the config key it fills."""
@@ -135,10 +165,14 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("DATABASE_URL", described="a SQLite file"),
-    Setting("DATABASE_REPLICA_URL"),
-    Setting("REDIS_URL", described="an embedded broker"),
-    Setting("BROKER_URL"),
+    Setting(
+        "DATABASE_URL",
+        url(*POSTGRES_SCHEMES, "sqlite", hostless=("sqlite",)),
+        described="a SQLite file",
+    ),
+    Setting("DATABASE_REPLICA_URL", url(*POSTGRES_SCHEMES)),
+    Setting("REDIS_URL", url(*REDIS_SCHEMES, hostless=("unix",)), described="an embedded broker"),
+    Setting("BROKER_URL", url(*REDIS_SCHEMES, "amqp", "amqps", hostless=("unix",))),
     Setting("SECRET_KEY"),
     Setting(
         "SIGNUP_ENV",
@@ -150,8 +184,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TWILIO_AUTH_TOKEN"),
     Setting("TWILIO_FROM_NUMBER"),
     Setting("TWILIO_MESSAGING_SERVICE_SID"),
-    Setting("TWILIO_API_BASE_URL", default="https://api.twilio.com"),
-    Setting("PUBLIC_BASE_URL", described="each request's own URL"),
+    Setting("TWILIO_API_BASE_URL", url(*WEB_SCHEMES), "https://api.twilio.com"),
+    Setting("PUBLIC_BASE_URL", url(*WEB_SCHEMES), described="each request's own URL"),
     Setting("SMS_QUIET_HOURS", default="22:00-06:00"),  # checked in finalise()
     Setting("SIGNUP_TIMEZONE", default="Asia/Kolkata"),  # checked in finalise()
     Setting("SMS_MAX_ATTEMPTS", whole(1), 15),
@@ -181,7 +215,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("EXOTEL_ACCOUNT_SID"),
     Setting("EXOTEL_API_KEY"),
     Setting("EXOTEL_API_TOKEN"),
-    Setting("EXOTEL_API_BASE_URL", default="https://api.exotel.com"),
+    Setting("EXOTEL_API_BASE_URL", url(*WEB_SCHEMES), "https://api.exotel.com"),
     Setting(
         "EXOTEL_SMS_TYPE",
         choice("transactional", "transactional_opt_in", "promotional"),

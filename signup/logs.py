@@ -16,11 +16,13 @@ import sys
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from celery import signals
 
 from signup import greenlets
+from signup.phones import LOG_DIGIT, PLAIN_SEPARATOR, SEPARATOR
+from signup.phones import percent_encoded as _percent
 
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
     "message",
@@ -91,32 +93,53 @@ def _exception_text(formatter: logging.Formatter, record: logging.LogRecord) -> 
 QUERY_VALUE = re.compile(r"(?<=[?&])([^=&\s\"'#]+)=[^&\s\"'#]*")
 # - the token segment of Exotel's webhook paths;
 SECRET_PATH = re.compile(r"(/webhooks/exotel/)[^/\s?\"']+")
-# - passwords in URLs (scheme://user:password@host);
-URL_PASSWORD = re.compile(r"(://[^:/@\s\"']*:)[^@\s\"']+@")
+# - passwords in URLs (scheme://user:password@host, and a malformed scheme//:password@host);
+URL_PASSWORD = re.compile(r"(//[^:/@\s\"']*:)[^@\s\"']+@")
 # - any run of 10 or more digits (a mobile without its 0 or +91) that may be split by spaces,
-#   dashes, brackets and "+" (a URL's space), with an optional leading "+" or "%2B": every
-#   common form of a phone number, masked.
-#   A run glued to letters (an id) or followed by ":" (a time of day) is left alone.
-PHONE = re.compile(
-    r"(?<!\w)(?:\+|%2[bB])?\(?\d(?:(?:[ ()+-]|%20|%2[bB]){0,3}\d){9,}"
-    r"(?![\w:])(?!-[0-9a-fA-F]*[a-fA-F])"  # nor a UUID's first groups (Celery's task ids)
-)
-_DIGIT = re.compile(r"%2[0bB]|\d")  # digits are masked, URL escapes kept
+#   dashes, underscores, dots, slashes, brackets and "+" (a URL's space), raw or percent-encoded,
+#   with an optional leading "+" or "%2B": a digit in any script (Devanagari too), raw, as a
+#   percent-escape, or as gunicorn writes UTF-8 it read as Latin-1 (signup.phones.LOG_DIGIT).
+#   A run glued to letters (an id), followed by ":" (a time of day), or an IPv4 address is left.
+
+
+def _phone(digit: str, separator: str) -> re.Pattern[str]:
+    """The number mask over these forms of a digit and of a separator."""
+    return re.compile(
+        r"(?<![\w%])(?!\d{1,3}(?:\.\d{1,3}){3}(?!\d))(?:\+|%2[bB])?\(?"
+        rf"{digit}(?:{separator}{{0,3}}{digit}){{9,}}"
+        r"(?![\w:])(?!-[0-9a-fA-F]*[a-fA-F])"  # nor a UUID's first groups (Celery's task ids)
+    )
+
+
+PHONE = _phone(LOG_DIGIT, SEPARATOR)
+# The same over raw text only, for the many lines with no "%" nor Latin-1 read UTF-8 (faster).
+PLAIN_PHONE = _phone(r"\d", PLAIN_SEPARATOR)
+_DIGIT = re.compile(rf"({SEPARATOR}|%2[bB])|{LOG_DIGIT}")  # digits masked, separators kept
+_ESCAPED = ("%", "\u00e0")  # a line with one of these may hold an escaped or misread digit
 # - the values of configured secrets (tokens, keys, passwords in URLs), wherever they appear.
 _secrets: set[str] = set()
 _secret_pattern: re.Pattern[str] | None = None
+_escaped_secret_pattern: re.Pattern[str] | None = None  # any character percent-encoded
 MIN_SECRET_LENGTH = 8  # shorter values would mask ordinary words; no real secret is this short
 
 
 def register_secrets(values: Iterable[str | None]) -> None:
     """Mask these values (and their URL-encoded forms) in every later log line."""
-    global _secret_pattern
+    global _secret_pattern, _escaped_secret_pattern
     fresh = {v for v in values if v and len(v) >= MIN_SECRET_LENGTH} - _secrets
     if not fresh:
         return
     _secrets.update(fresh)
-    forms = _secrets | {quote(v, safe="") for v in _secrets}
-    _secret_pattern = re.compile("|".join(map(re.escape, sorted(forms, key=len, reverse=True))))
+    forms = sorted(_secrets, key=len, reverse=True)
+    _secret_pattern = re.compile("|".join(map(re.escape, forms)))
+    _escaped_secret_pattern = re.compile("|".join(map(_any_escaping, forms)))
+
+
+def _any_escaping(secret: str) -> str:
+    """A pattern for the secret with any of its characters raw or percent-encoded."""
+    return "".join(
+        f"(?:{re.escape(ch)}|{_percent(ch)})" if ch.isascii() else re.escape(ch) for ch in secret
+    )
 
 
 SECRET_SETTINGS = (
@@ -156,15 +179,21 @@ def redact(text: str) -> str:
         text = QUERY_VALUE.sub(r"\1=[redacted]", text)
     if "/webhooks/" in text:
         text = SECRET_PATH.sub(r"\1[redacted]", text)
-    if "://" in text:
-        text = URL_PASSWORD.sub(r"\1[redacted]@", text)
-    if _secret_pattern is not None:
-        text = _secret_pattern.sub("[redacted]", text)
-    return PHONE.sub(_mask_digits, text)
+    if "//" in text:
+        text = hide_url_password(text)
+    escaped = any(mark in text for mark in _ESCAPED)
+    if _secret_pattern is not None and _escaped_secret_pattern is not None:
+        text = (_escaped_secret_pattern if "%" in text else _secret_pattern).sub("[redacted]", text)
+    return (PHONE if escaped else PLAIN_PHONE).sub(_mask_digits, text)
+
+
+def hide_url_password(text: str) -> str:
+    """Text with the password of every URL-like `//user:password@` in it masked."""
+    return URL_PASSWORD.sub(r"\1[redacted]@", text)
 
 
 def _mask_digits(found: re.Match[str]) -> str:
-    return _DIGIT.sub(lambda d: d.group() if len(d.group()) > 1 else "X", found.group())
+    return _DIGIT.sub(lambda d: d.group(1) or "X", found.group())
 
 
 def _redact_value(value: Any) -> Any:

@@ -139,3 +139,49 @@ def mask(e164: str | None) -> str:
     if len(e164) <= 6:
         return "X" * len(e164)
     return e164[:3] + "X" * (len(e164) - 6) + e164[-3:]
+
+
+# --- how a number may be written in free text: the same fragments in Python and PostgreSQL ----
+# Used by erasure (signup.volunteers.erasure.Traces) to find one person's number and by the log
+# mask (signup.logs.PHONE) to find any; plain alternations and bracket expressions, no escapes
+# that the two regex dialects read differently.
+
+
+def percent_encoded(text: str) -> str:
+    """The percent-encoded UTF-8 of text, each hex letter matched in either case."""
+    encoded = "".join(f"%{byte:02X}" for byte in text.encode())
+    return "".join(f"[{ch}{ch.lower()}]" if ch.isalpha() else ch for ch in encoded)
+
+
+def _digits_by_value() -> dict[int, str]:
+    """Every decimal digit of the Basic Multilingual Plane (Devanagari, Bengali, ...) by value."""
+    found: dict[int, list[str]] = {value: [] for value in range(10)}
+    for code in range(0x10000):
+        value = unicodedata.decimal(chr(code), None)
+        if value is not None:
+            found[value].append(chr(code))
+    return {value: "".join(chars) for value, chars in found.items()}
+
+
+_DIGITS_BY_VALUE = _digits_by_value()
+
+
+def digit_pattern(value: int) -> str:
+    """A digit in any script, raw or percent-encoded (ASCII and Devanagari)."""
+    forms = [
+        f"[{_DIGITS_BY_VALUE[value]}]",
+        percent_encoded(str(value)),
+        percent_encoded(chr(0x966 + value)),
+    ]
+    return "(?:" + "|".join(forms) + ")"
+
+
+ANY_DIGIT = "(?:[" + "".join(_DIGITS_BY_VALUE.values()) + "]|%3[0-9]|%[Ee]0%[Aa]5%[Aa][6-9A-Fa-f])"
+# Between two digits: space (any Unicode space), dash, underscore, dot, slash, brackets, "+"
+# (a URL's space), raw or percent-encoded.
+_SPACES = "\u00a0\u2000-\u200b\u202f\u205f\u3000"
+_ENCODED_SEPARATORS = [percent_encoded(ch) for ch in " -_./()+\u00a0\u2009\u202f"]
+PLAIN_SEPARATOR = "[ \t._/()+" + _SPACES + "-]"
+SEPARATOR = "(?:" + PLAIN_SEPARATOR + "|" + "|".join(_ENCODED_SEPARATORS) + ")"
+# A digit as a log line may hold it: also UTF-8 Devanagari read as Latin-1 (gunicorn's headers).
+LOG_DIGIT = ANY_DIGIT[:-1] + "|\u00e0\u00a5[\u00a6-\u00af])"

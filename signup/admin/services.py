@@ -325,8 +325,7 @@ def erase(volunteer_id: int, access: Access) -> None:
     )
     if db.session.scalar(beyond.limit(1)) is not None:
         raise PermissionError("erase")
-    erasure.erase_volunteer(volunteer)
-    audit(access, "erase", {"volunteer": volunteer.id})
+    erasure.erase_volunteer(volunteer, access)
 
 
 def audit(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import sys
 import tempfile
@@ -54,6 +55,14 @@ def volunteers(output: str, campaign: str | None, status: str | None) -> None:
     click.echo(f"wrote {stream.rows} volunteers to {target}", err=True)
 
 
+def _operator() -> str:
+    """Who runs the CLI, for the audit log: the OS user, when the system knows one."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"
+
+
 @click.group()
 def volunteer() -> None:
     """Manage individual volunteers."""
@@ -64,7 +73,7 @@ def volunteer() -> None:
 def erase(phone: str) -> None:
     """Erase a person's data; only a keyed hash stays, so they are never messaged again."""
     try:
-        tombstone = erasure.erase(phone)
+        tombstone = erasure.erase(phone, f"cli:{_operator()}")
         db.session.commit()
     except ValidationError as exc:
         db.session.rollback()

@@ -26,6 +26,7 @@ from sqlalchemy import Column, delete, or_, select, update
 
 from signup import clock
 from signup import database as dbx
+from signup.admin.access import Access
 from signup.admin.models import AuditEntry, ImportBatch, ImportStatus
 from signup.calls.models import Call
 from signup.campaigns.models import Campaign
@@ -33,7 +34,7 @@ from signup.errors import ValidationError
 from signup.extensions import db
 from signup.logs import event
 from signup.messaging.models import InboundMessage, Message, MessageStatus
-from signup.phones import normalise
+from signup.phones import SEPARATOR, digit_pattern, normalise
 from signup.volunteers.models import (
     ConsentChannel,
     ConsentEvent,
@@ -46,6 +47,9 @@ from signup.volunteers.models import (
 
 log = logging.getLogger(__name__)
 REDACTED = "[erased]"
+MIN_NAME_PART = 3  # shorter words (initials, "Md", "Km") name no one and are everywhere
+NAME_SEPARATORS = r"[\s.,_/()+-]+"
+_LETTER = r"[^\W\d_]"  # a letter in any script: a name part stands between non-letters
 
 
 class Kind(enum.StrEnum):
@@ -147,6 +151,8 @@ TREATMENTS: dict[tuple[str, str], Treatment] = {
     ("user_states", "state"): _ORGANISER,
     ("alembic_version", "version_num"): _not_personal("the schema's revision"),
 }
+# The raw provider strings on calls: blanked wherever they hold the number, parsed or not.
+RAW_CALL_COLUMNS = ("from_raw", "to_raw")
 # Outside the database: the call spool (signup.calls.spool), in Redis and in files, is purged
 # of the person's calls by Spool.forget(); logs never hold a full number (signup.phones.mask).
 
@@ -191,30 +197,49 @@ class Traces:
     def pattern(self) -> str:
         """A regular expression, the same in Python and PostgreSQL, for any form of the number.
 
-        The national digits with up to two separators between any two of them match `+91 99112
-        78181`, `099112-78181`, `919911278181` and the rest (a prefix left before the match
-        names no one).
+        The national digits, each in any script and raw or percent-encoded, with up to two
+        separators of any kind between any two of them (signup.phones.SEPARATOR) match `+91
+        99112 78181`, `099112_78181`, `9911%2D278181`, Devanagari digits and the rest (a prefix
+        left before the match names no one).
         """
         national = str(phonenumbers.parse(self.e164).national_number)
-        return "[ .()/-]{0,2}".join(national)
+        return (SEPARATOR + "{0,2}").join(digit_pattern(int(d)) for d in national)
 
-    def scrub(self, text: str) -> str:
-        """The text with every form of the number and the whole name replaced by [erased]."""
+    def name_parts(self) -> list[str]:
+        """The words of the name that identify (3 letters or more), longest first."""
+        words = re.split(NAME_SEPARATORS, self.name or "")
+        return sorted({w for w in words if len(w) >= MIN_NAME_PART}, key=len, reverse=True)
+
+    def scrub(self, text: str, *, name_parts: bool = True) -> str:
+        """The text with every form of the number, and the name, replaced by [erased].
+
+        With name_parts, each word of the name goes wherever it stands, in any case, order or
+        separation (free text an organiser wrote: a common word may go too); without, only the
+        whole name (structured data, where other people's names must stay whole).
+        """
         text = re.sub(self.pattern(), REDACTED, text)
-        if self.name:
-            words = rf"(?<!\w){re.escape(self.name)}(?!\w)"
-            text = re.sub(words, REDACTED, text, flags=re.IGNORECASE)
+        if not self.name:
+            return text
+        words = self.name_parts() if name_parts else [self.name]
+        if words:
+            alternatives = "|".join(map(re.escape, words))
+            text = re.sub(
+                rf"(?<!{_LETTER})(?:{alternatives})(?!{_LETTER})",
+                REDACTED,
+                text,
+                flags=re.IGNORECASE,
+            )
         return text
 
     def found_in(self, column: Any) -> Any:
         """A SQL condition preselecting the rows whose column may need scrubbing."""
         condition = column.regexp_match(self.pattern())
-        if self.name:
-            condition = or_(condition, column.icontains(self.name, autoescape=True))
+        for word in self.name_parts() or ([self.name] if self.name else []):
+            condition = or_(condition, column.icontains(word, autoescape=True))
         return condition
 
 
-def erase(raw_phone: str) -> Volunteer:
+def erase(raw_phone: str, actor: Access | str) -> Volunteer:
     """Erase a volunteer by phone (any format); raises ValidationError if there is none."""
     e164 = normalise(raw_phone).e164
     if e164 is None:
@@ -229,11 +254,15 @@ def erase(raw_phone: str) -> Volunteer:
     )
     if volunteer is None:
         raise ValidationError("no volunteer has that number")
-    return erase_volunteer(volunteer)
+    return erase_volunteer(volunteer, actor)
 
 
-def erase_volunteer(volunteer: Volunteer) -> Volunteer:
-    """Erase one volunteer (locked by the caller) everywhere TREATMENTS lists; the tombstone."""
+def erase_volunteer(volunteer: Volunteer, actor: Access | str) -> Volunteer:
+    """Erase one volunteer (locked by the caller) everywhere TREATMENTS lists; the tombstone.
+
+    Every erasure is audited, whoever asked: an account (`Access`) or a named operator outside
+    the admin (the CLI: `cli:<OS user>`).
+    """
     if volunteer.status == VolunteerStatus.ERASED:
         return volunteer
     traces = Traces(volunteer.phone, volunteer.name)
@@ -249,7 +278,7 @@ def erase_volunteer(volunteer: Volunteer) -> Volunteer:
     )
     campaigns = _withdraw(volunteer, at)
     _erase_messages(volunteer.id)
-    _erase_calls(traces.e164)
+    _erase_calls(traces)
     db.session.execute(
         update(InboundMessage).where(InboundMessage.sender == traces.e164).values(sender=None)
     )
@@ -263,6 +292,7 @@ def erase_volunteer(volunteer: Volunteer) -> Volunteer:
     volunteer.status = VolunteerStatus.ERASED
     volunteer.erased_at = at
     db.session.flush()
+    _audit(volunteer, actor)
     spooled = current_app.extensions["call_spool"].forget(traces.e164)
     event(
         log,
@@ -273,6 +303,16 @@ def erase_volunteer(volunteer: Volunteer) -> Volunteer:
         spooled_calls=spooled,
     )
     return volunteer
+
+
+def _audit(volunteer: Volunteer, actor: Access | str) -> None:
+    """The audit entry of an erasure: the tombstone's id and who asked, never the number."""
+    from signup.admin.services import audit  # admin services build on this module
+
+    if isinstance(actor, str):
+        audit(None, "erase", {"volunteer": volunteer.id, "by": actor})
+    else:
+        audit(actor, "erase", {"volunteer": volunteer.id})
 
 
 def _blanked(table: str) -> list[str]:
@@ -323,10 +363,18 @@ def _erase_messages(volunteer_id: int) -> None:
     )
 
 
-def _erase_calls(e164: str) -> None:
-    """Calls from the number lose caller and raw From; calls to it lose called and raw To."""
+def _erase_calls(traces: Traces) -> None:
+    """Calls from the number lose caller and raw From; calls to it lose called and raw To.
+
+    A raw string that holds the number in any form is blanked too, parsed or not
+    (`sip:+91...@pbx`, `91...#`): the raw columns are the ones TREATMENTS blanks on calls.
+    """
+    e164, pattern = traces.e164, traces.pattern()
     db.session.execute(update(Call).where(Call.caller == e164).values(caller=None, from_raw=None))
     db.session.execute(update(Call).where(Call.called == e164).values(called=None, to_raw=None))
+    for raw in RAW_CALL_COLUMNS:
+        column = Call.__table__.c[raw]
+        db.session.execute(update(Call).where(column.regexp_match(pattern)).values({column: None}))
 
 
 def _erase_import_previews(traces: Traces) -> None:
@@ -350,7 +398,8 @@ def _erase_import_previews(traces: Traces) -> None:
     ):
         rows = json.loads(batch.rows)
         kept = [row for row in rows if row.get("phone") != traces.e164]
-        text = traces.scrub(json.dumps(kept, ensure_ascii=False))
+        # Structured rows: other people's names stay whole (no name parts scrubbed).
+        text = traces.scrub(json.dumps(kept, ensure_ascii=False), name_parts=False)
         if len(kept) != len(rows) or text != batch.rows:
             batch.rows = text
 
@@ -362,6 +411,28 @@ def _scrub(column: Column[Any], traces: Traces) -> None:
     for row_id, value in db.session.execute(
         select(key, column).where(traces.found_in(column)).with_for_update()
     ):
-        scrubbed = traces.scrub(value)
+        scrubbed = _scrubbed(value, traces)
         if scrubbed != value:
             db.session.execute(update(table).where(key == row_id).values({column: scrubbed}))
+
+
+def _scrubbed(value: str, traces: Traces) -> str:
+    """Free text scrubbed; a JSON detail has its string values scrubbed, its keys kept."""
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return traces.scrub(value)
+    if not isinstance(parsed, dict | list):
+        return traces.scrub(value)
+    cleaned = _scrub_json(parsed, traces)
+    return value if cleaned == parsed else json.dumps(cleaned, ensure_ascii=False)
+
+
+def _scrub_json(value: Any, traces: Traces) -> Any:
+    if isinstance(value, str):
+        return traces.scrub(value)
+    if isinstance(value, dict):
+        return {k: _scrub_json(v, traces) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub_json(v, traces) for v in value]
+    return value

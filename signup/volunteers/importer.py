@@ -13,7 +13,7 @@ import re
 import time
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -30,6 +30,8 @@ MAX_ROWS = 50_000  # rows under the header, blank ones included
 MAX_COLUMNS = 64
 MAX_SECONDS = 120.0  # a parse that runs longer is stopped with a one-line error
 MAX_EXPANDED_BYTES = 100 * 1024 * 1024  # an .xlsx (a zip) unpacked, all parts together
+ERASED = "this person asked to be erased"
+HIDDEN_DIGITS = re.compile(r"\d(?=(?:\D*\d){3})")
 PROGRESS_EVERY = 1000  # rows between progress reports
 SCIENTIFIC = re.compile(r"^\s*[+-]?\d+(?:\.\d+)?[eE][+-]?\d+\s*$")
 COLUMNS = {
@@ -248,6 +250,12 @@ def check(
     return _refuse_erased(checked)
 
 
+def _shown(cell: str) -> str:
+    """A cell quoted in an error, digits masked but the last three: it may be someone's number
+    that did not parse (`98111_00035`), and erased people's numbers are not stored again."""
+    return HIDDEN_DIGITS.sub("X", cell)
+
+
 def _check_row(line: int, values: dict[str, str], seen: set[str]) -> ImportRow:
     raw = values.get("phone", "")
     if SCIENTIFIC.match(raw):
@@ -259,7 +267,7 @@ def _check_row(line: int, values: dict[str, str], seen: set[str]) -> ImportRow:
         )
     phone = normalise(raw)
     if phone.e164 is None:
-        return ImportRow(line, None, error=f"{raw[:30]!r} is not a phone number")
+        return ImportRow(line, None, error=f"{_shown(raw[:30])!r} is not a phone number")
     if phone.e164 in seen:
         return ImportRow(line, phone.e164, error="the same number is on an earlier row")
     seen.add(phone.e164)
@@ -281,14 +289,13 @@ def _check_row(line: int, values: dict[str, str], seen: set[str]) -> ImportRow:
 
 
 def _refuse_erased(rows: list[ImportRow]) -> list[ImportRow]:
-    """Mark the rows of people who asked to be erased (one query per few thousand rows)."""
-    erased = erasure.suppressed([row.phone for row in rows if row.phone and not row.error])
-    return [
-        replace(row, error="this person asked to be erased")
-        if row.phone in erased and not row.error
-        else row
-        for row in rows
-    ]
+    """Refuse the rows of people who asked to be erased (one query per few thousand rows).
+
+    Such a row keeps only its line and the reason: no number, no name, nothing else of theirs
+    is stored again in the preview (every stored preview comes from check()).
+    """
+    erased = erasure.suppressed([row.phone for row in rows if row.phone])
+    return [ImportRow(row.line, None, error=ERASED) if row.phone in erased else row for row in rows]
 
 
 @dataclass(frozen=True, slots=True)

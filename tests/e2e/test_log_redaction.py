@@ -18,11 +18,12 @@ import signal
 import socket
 import subprocess
 import sys
+import unicodedata
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import psycopg
 import pytest
@@ -55,6 +56,16 @@ SEARCHED = ["9876508901", "9876509012"]
 IMPORTED = ["9876510123", "9876511234"]
 CRASHING = ["9876512345", "9876513456", "9876514567"]
 EVERY_NUMBER = EXOTEL_CALLERS + TWILIO_CALLERS + SMS_SENDERS + SEARCHED + IMPORTED + CRASHING
+DEVANAGARI = str.maketrans("0123456789", "०१२३४५६७८९")
+# The outside review's forms: in paths (percent-encoded, any separator, Devanagari) and headers.
+IN_PATHS = {
+    "9811100056": "981%2D110%2D0056",
+    "9811100057": "".join(f"%{ord(d):02X}" for d in "9811100057"),
+    "9811100058": quote("9811100058".translate(DEVANAGARI)),
+    "9811100053": "98111_00053",
+    "9811100055": "+91%E2%80%8998111%E2%80%8900055",
+}
+IN_HEADERS = {"9811100054": "9811100054".translate(DEVANAGARI), "9811100059": "98111.00059"}
 
 
 def forms(ten: str) -> list[str]:
@@ -231,6 +242,13 @@ def scenario(base: str) -> None:
                     who.open("GET", "/admin/volunteers", params={"q": query})
         admin.open("GET", "/admin/volunteers/export.csv", params={"q": f"+91{SEARCHED[0]}"})
 
+    for path in IN_PATHS.values():
+        requests.get(f"{base}/r1/{path}", timeout=30)
+    for agent in IN_HEADERS.values():
+        requests.get(f"{base}/r1/x", headers={"User-Agent": f"x {agent}".encode()}, timeout=30)
+    escaped_token = "".join(f"%{ord(ch):02X}" if ch == "-" else ch for ch in EXOTEL_TOKEN)
+    requests.get(f"{base}/elsewhere/{escaped_token}", timeout=30)
+
     # A failed import: rows that PostgreSQL refuses, and a file that is not UTF-8.
     rows = f"phone,name\n+91{IMPORTED[0]},Asha\x00\n{IMPORTED[1]},Ravi\n".encode()
     for data in (rows, f"phone\n{IMPORTED[0]}\n".encode("utf-16")):
@@ -243,7 +261,22 @@ def leaks(lines: list[str]) -> list[tuple[str, str]]:
     """(what, line) for every line showing any form of any number, or any secret."""
     needles = [(f"number {n}", form) for n in EVERY_NUMBER for form in forms(n)]
     needles += [("secret", s) for s in SECRETS] + [("secret", quote(s)) for s in SECRETS]
-    return [(what, line) for line in lines for what, needle in needles if needle in line]
+    needles += [("secret", s.replace("-", "%2D")) for s in SECRETS]
+    found = [(what, line) for line in lines for what, needle in needles if needle in line]
+    return found + [
+        (f"number {n}", line)
+        for line in lines
+        for n in [*IN_PATHS, *IN_HEADERS]
+        if n in all_digits(line)
+    ]
+
+
+def all_digits(line: str) -> str:
+    """The digits of a line in any script, percent-decoded, with UTF-8 read as Latin-1 undone."""
+    plain = unquote(line)
+    with contextlib.suppress(UnicodeError):
+        plain = plain.encode("latin-1").decode()
+    return "".join(str(unicodedata.digit(ch)) for ch in plain if ch.isdigit())
 
 
 def test_no_log_line_shows_a_number_or_a_secret(

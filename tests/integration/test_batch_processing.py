@@ -48,7 +48,7 @@ def _world(seed: int) -> list[int]:
     gone = volunteers.count_call(mobiles[2], START - timedelta(days=2))
     volunteers.join(gone, jan, volunteers.normalise(mobiles[2]), _evidence())
     db.session.flush()
-    erasure.erase_volunteer(gone)
+    erasure.erase_volunteer(gone, "test")
     others = ["+91 80 4725 9000", "anonymous", "12345", "+1 415 555 0100", "०९९११२०००४५"]
     flooder = mobiles[3]
     plan: list[tuple[str, str]] = [(flooder, NUMBER)] * 14

@@ -88,7 +88,7 @@ def test_xlsx_numbers_keep_every_digit() -> None:
 def test_erased_people_are_not_re_added() -> None:
     campaign()
     calls.process_call(inbound("+919911278195").id)
-    erasure.erase("+919911278195")
+    erasure.erase("+919911278195", "test")
     [row] = importer.check(b"phone\n9911278195\n", "x.csv")
     assert row.error == "this person asked to be erased"
 

@@ -238,7 +238,7 @@ class Run:
         volunteer = db.session.scalar(select(Volunteer).where(Volunteer.phone == person))
         if volunteer is None:
             return
-        erasure.erase_volunteer(volunteer)
+        erasure.erase_volunteer(volunteer, "test")
         db.session.commit()
         self._everywhere(person, withdrawal=True)
 
@@ -564,7 +564,7 @@ def _withdraw(source: str) -> None:
         vservices.opt_out(volunteer, jan, vservices.normalise(MOBILE), evidence)
     else:
         assert volunteer is not None
-        erasure.erase_volunteer(volunteer)
+        erasure.erase_volunteer(volunteer, "test")
     db.session.flush()
 
 

@@ -170,3 +170,57 @@ def test_every_entry_point_reports_a_bad_setting_in_one_line(entry: str, tmp_pat
     assert done.returncode != 0
     assert errors == ["Error: SMS_BACKOFF_BASE must be a number above 0, not 'abc'"]
     assert "Traceback" not in done.stderr
+
+
+PASSWORD = "hunter2secret"
+MALFORMED_URLS = (
+    f"rediss//:{PASSWORD}@127.0.0.1:6379/11",
+    "notaurl",
+    "garbage",
+    f"mysql://u:{PASSWORD}@127.0.0.1/db",
+    f"redis://:{PASSWORD}@127.0.0.1:port/1",
+    f"//u:{PASSWORD}@127.0.0.1/x",
+    "https:///no-host",
+)
+URL_SETTINGS = [s for s in SETTINGS if s.name.endswith("_URL")]
+
+
+def test_every_url_setting_is_parsed_as_a_url() -> None:
+    assert {s.name for s in URL_SETTINGS} >= {
+        "DATABASE_URL",
+        "DATABASE_REPLICA_URL",
+        "REDIS_URL",
+        "BROKER_URL",
+        "TWILIO_API_BASE_URL",
+        "EXOTEL_API_BASE_URL",
+        "PUBLIC_BASE_URL",
+    }
+    assert all(s.parse.__qualname__.startswith("url.") for s in URL_SETTINGS)
+
+
+@pytest.mark.parametrize("raw", MALFORMED_URLS)
+@pytest.mark.parametrize("setting", URL_SETTINGS, ids=lambda s: s.name)
+def test_a_malformed_url_setting_stops_the_app_in_one_line_without_its_password(
+    monkeypatch: pytest.MonkeyPatch, setting: Setting, raw: str
+) -> None:
+    monkeypatch.setenv(setting.name, raw)
+    with pytest.raises(ConfigError) as refused:
+        create_app()
+    message = str(refused.value)
+    assert message.startswith(setting.name) and "\n" not in message
+    assert PASSWORD not in message
+
+
+@pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
+def test_no_entry_point_prints_the_password_of_a_malformed_url(entry: str, tmp_path: Path) -> None:
+    """`REDIS_URL='rediss//:pass@host'`: one `Error:` line, the password masked."""
+    env = {**os.environ, "SIGNUP_INSTANCE_PATH": str(tmp_path), "REDIS_URL": MALFORMED_URLS[0]}
+    done = subprocess.run(
+        ENTRY_POINTS[entry], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0
+    assert [line for line in done.stderr.splitlines() if "REDIS_URL" in line] == [
+        "Error: REDIS_URL must be a URL like redis://host/... (scheme redis, rediss, unix),"
+        " not 'rediss//:[redacted]@127.0.0.1:6379/11'"
+    ]
+    assert PASSWORD not in done.stderr + done.stdout and "Traceback" not in done.stderr

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
+import unicodedata
 from collections.abc import Iterator
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import pytest
 from celery import signals
@@ -30,6 +32,26 @@ NUMBER_FORMS = [
     "+91+98765+43210",
     quote("+91 98765 43210"),
 ]
+
+
+def _devanagari(text: str) -> str:
+    return text.translate(str.maketrans("0123456789", "०१२३४५६७८९"))
+
+
+def _every_escape(text: str) -> str:
+    return "".join(f"%{byte:02X}" for byte in text.encode())
+
+
+# The review's forms, and the kind: every separator, raw and encoded, every digit script, every
+# escaping (what an access line, a Referer or a User-Agent may hold).
+SEPARATED = [f"98765{sep}43210" for sep in (" ", "-", "_", ".", "/", "(", ")", "+")]
+SEPARATED += [f"98765{sep}43210" for sep in ("\u2009", "\u00a0", "\u202f", "\u3000")]
+SEPARATED += [f"987{quote(sep)}654{quote(sep)}3210" for sep in ("-", "_", ".", "/", "\u2009")]
+NUMBER_FORMS += SEPARATED
+NUMBER_FORMS += [_devanagari(form) for form in SEPARATED[:6]]
+NUMBER_FORMS += [_every_escape(TEN), _every_escape(_devanagari(TEN)), quote(_devanagari(TEN))]
+NUMBER_FORMS += [_devanagari(TEN).encode().decode("latin-1")]  # gunicorn's reading of a header
+NUMBER_FORMS += [f"+91{quote(chr(0x2009))}98765{quote(chr(0x2009))}43210"]
 TOKEN = "exotel-webhook-token-1234abcd"
 # Every logger that writes in a deployment: gunicorn's two (own handlers, not propagating),
 # Werkzeug's, Flask's app logger, Celery's, ours, any library's, and the root itself.
@@ -48,7 +70,11 @@ LOGGERS = [
 
 
 def digits(text: str) -> str:
-    return "".join(ch for ch in text if ch.isdigit())
+    """The digits of a text in any script, read after percent-decoding (and Latin-1 undone)."""
+    plain = unquote(text)
+    with contextlib.suppress(UnicodeError):
+        plain = plain.encode("latin-1").decode()
+    return "".join(str(unicodedata.digit(ch)) for ch in plain if ch.isdigit())
 
 
 def shows_the_number(text: str) -> bool:
@@ -97,8 +123,13 @@ def test_times_addresses_and_ids_are_kept(kept: str) -> None:
         f"GET /webhooks/exotel/{TOKEN}/sms?From=abc HTTP/1.1",
         f"POST /webhooks/exotel/{TOKEN}/sms-status",
         "postgresql+psycopg://signup:a-db-password@db/signup",
+        "redis.exceptions: rediss//:a-db-password@127.0.0.1:6379/11 is not a URL",
+        "File x, line 3, in connect\n  url='amqp://u:a-db-password@h//'",
         f"the token is {TOKEN}",
         f"the token is {quote(TOKEN + '/+')}",
+        f"GET /elsewhere/{quote(TOKEN, safe='').replace('-', '%2D')}/x HTTP/1.1",
+        f"GET /elsewhere/{_every_escape(TOKEN)} HTTP/1.1",
+        f"GET /elsewhere/{_every_escape(TOKEN).lower()} HTTP/1.1",
         "GET /admin/volunteers?q=Asha+Devi&page=2 HTTP/1.1",
     ],
 )
@@ -106,7 +137,7 @@ def test_query_values_path_tokens_and_secrets_are_masked(text: str) -> None:
     logs.register_secrets([TOKEN, TOKEN + "/+"])
     line = logs.redact(text)
     for secret in (TOKEN, "a-db-password", "Asha", "page=2", quote(TOKEN + "/+")):
-        assert secret not in line, line
+        assert secret not in unquote(line), line
 
 
 @pytest.mark.parametrize("name", LOGGERS)
