@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -24,7 +24,7 @@ from flask_login import current_user, login_user
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
-from signup import clock
+from signup import clock, moments
 from signup.admin import auth, dashboard, imports, params, services
 from signup.admin.forms import ConfirmForm, LoginForm, VolunteerForm
 from signup.admin.models import ImportStatus
@@ -564,18 +564,10 @@ def _apply_campaign_change(campaign: Any, action: str) -> None:
             text=form.get("text", ""),
         )
     elif action == "blackout":
-        try:
-            starts = datetime.fromisoformat(form.get("starts_at", ""))
-            ends = datetime.fromisoformat(form.get("ends_at", ""))
-        except ValueError:
-            raise ValidationError("blackout times must look like 2026-05-01T18:00") from None
         zone = ZoneInfo(current_app.config["SIGNUP_TIMEZONE"])
-        campaigns.add_blackout(
-            campaign,
-            starts_at=starts.replace(tzinfo=starts.tzinfo or zone),
-            ends_at=ends.replace(tzinfo=ends.tzinfo or zone),
-            reason=form.get("reason"),
-        )
+        starts = moments.parse_moment(form.get("starts_at", ""), gettext("From (local time)"), zone)
+        ends = moments.parse_moment(form.get("ends_at", ""), gettext("To (local time)"), zone)
+        campaigns.add_blackout(campaign, starts_at=starts, ends_at=ends, reason=form.get("reason"))
     else:
         abort(400)
     services.audit(access, f"campaign_{action}", {"campaign": campaign.slug})

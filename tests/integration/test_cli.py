@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
 from signup.calls.models import Call
-from signup.campaigns.models import Campaign
+from signup.campaigns.models import Blackout, Campaign
 from signup.extensions import db
 from signup.users.models import User
 from signup.users.services import check_password
@@ -348,3 +348,31 @@ def test_export_refuses_bad_filters_and_writes_nothing(
 def test_export_refuses_a_missing_folder(app: Flask, tmp_path: Path) -> None:
     result = run(app, "export", "volunteers", "--output", str(tmp_path / "no" / "x.csv"))
     assert_one_line_error(result, "does not exist")
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "error"),
+    [
+        ("0001-01-01T00:00+05:30", "2026-01-01T00:00+05:30", "from 1900 to 2999"),
+        ("2026-01-01T00:00+05:30", "9999-12-31T23:59+05:30", "from 1900 to 2999"),
+        ("2026-01-01T00:00+05:30", "2999-12-31T23:59+05:30", "at most 90 days"),
+        ("2026-01-01T00:00+05:30", "2025-01-01T00:00+05:30", "end after it starts"),
+        ("2026-01-01T00:00", "2026-01-02T00:00", "time zone"),
+        ("yesterday", "2026-01-02T00:00+05:30", "like 2026-05-01T18:00"),
+    ],
+)
+def test_campaign_blackout_refuses_odd_times_in_one_line(
+    app: Flask, start: str, end: str, error: str
+) -> None:
+    run(app, "campaign", "create", "--slug", "a", "--name", "A", "--number", "08047259725")
+    result = run(app, "campaign", "blackout", "a", "--start", start, "--end", end)
+    assert result.exit_code != 0
+    assert error in result.stderr and "Traceback" not in result.stderr
+    assert count(Blackout) == 0
+
+
+def test_campaign_blackout_of_90_days_is_kept(app: Flask) -> None:
+    run(app, "campaign", "create", "--slug", "a", "--name", "A", "--number", "08047259725")
+    args = ["--start", "2026-01-01T00:00+05:30", "--end", "2026-04-01T00:00+05:30"]
+    assert run(app, "campaign", "blackout", "a", *args).exit_code == 0
+    assert count(Blackout) == 1
