@@ -155,6 +155,9 @@ def test_unrelated_variables_are_not_taken_for_misspellings() -> None:
 ENTRY_POINTS = {
     "cli": [str(BIN / "signup"), "campaign", "list"],
     "gunicorn": [str(BIN / "gunicorn"), "--bind", "127.0.0.1:0", "signup:create_app()"],
+    # These load the app without calling gunicorn's hooks (gunicorn.conf.py checks them).
+    "gunicorn-check": [str(BIN / "gunicorn"), "--check-config", "signup:create_app()"],
+    "gunicorn-print": [str(BIN / "gunicorn"), "--print-config", "signup:create_app()"],
     "celery": [str(BIN / "celery"), "-A", "workers", "inspect", "ping", "--timeout", "1"],
 }
 
