@@ -43,19 +43,18 @@ def _number(raw: str, label: str | LazyString) -> str:
 def _ensure_number_free(
     number: str, label: str | LazyString, campaign_id: int | None = None
 ) -> None:
-    query = select(Campaign.slug).where(
+    """Refuse a number another campaign uses, without naming it: the caller may not see it."""
+    query = select(Campaign.id).where(
         or_(Campaign.number == number, Campaign.optout_number == number)
     )
     if campaign_id is not None:
         query = query.where(Campaign.id != campaign_id)
-    taken = db.session.scalar(query)
-    if taken is not None:
+    if db.session.scalar(query) is not None:
         raise ValidationError(
             _l(
-                "%(field)s %(number)s already belongs to campaign '%(taken)s'",
+                "%(field)s %(number)s already belongs to another campaign",
                 field=label,
                 number=number,
-                taken=taken,
             )
         )
 
