@@ -178,6 +178,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ADMIN_IDLE_MINUTES", whole(1), 30),
     Setting("ADMIN_LOGIN_ACCOUNT_LIMIT", rate_limits, "100/hour"),
     Setting("ADMIN_LOGIN_ADDRESS_LIMIT", rate_limits, "20/minute;300/hour"),
+    Setting("ADMIN_VIEWER_SEARCH_LIMIT", rate_limits, "30/hour"),
     Setting("EXOTEL_ACCOUNT_SID"),
     Setting("EXOTEL_API_KEY"),
     Setting("EXOTEL_API_TOKEN"),

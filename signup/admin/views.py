@@ -28,6 +28,7 @@ from signup import clock, moments
 from signup.admin import auth, dashboard, imports, params, services
 from signup.admin.forms import ConfirmForm, LoginForm, VolunteerForm
 from signup.admin.models import ImportStatus
+from signup.admin.pages import error_page
 from signup.admin.tasks import read_import
 from signup.bodies import body_limit
 from signup.campaigns import services as campaigns
@@ -82,13 +83,27 @@ def local_filter(moment: Any) -> str:
 
 
 @bp.errorhandler(429)
-def throttled(_error: Exception) -> tuple[str, int]:
-    """Too many failed logins: the same answer whether or not the account exists."""
+def throttled(error: HTTPException) -> HTTPException | tuple[str, int]:
+    """Too many failed logins: the same answer whether or not the account exists.
+
+    Elsewhere (a viewer's phone searches) the admin's own error page.
+    """
+    if request.endpoint != "admin.login":
+        return error_page(error)
     return render_template(
         "admin/login.html",
         form=LoginForm(),
         error=gettext("Too many attempts. Wait a while and try again."),
     ), 429
+
+
+# A viewer's searches by phone number, per account, shared by every route that reads `q`.
+viewer_phone_searches = limiter.shared_limit(
+    lambda: current_app.config["ADMIN_VIEWER_SEARCH_LIMIT"],
+    scope="viewer-phone-search",
+    key_func=auth.searcher_key,
+    exempt_when=auth.unthrottled_search,
+)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -164,6 +179,7 @@ def _filters() -> VolunteerFilter:
 
 @bp.get("/volunteers")
 @auth.login_required
+@viewer_phone_searches
 def volunteers() -> str | tuple[str, int]:
     """Search, filter, sort and page through the volunteers this account may see."""
     access = auth.current_access()
@@ -279,6 +295,7 @@ def erase(volunteer_id: int) -> BaseResponse | str:
 
 @bp.get("/volunteers/export.csv")
 @auth.require(lambda access: access.can_export)
+@viewer_phone_searches
 def export() -> BaseResponse:
     """The volunteers CSV, filtered like the list, streamed, and audited."""
     try:
