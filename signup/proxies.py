@@ -7,7 +7,9 @@ and log fields) and gunicorn's access line (`%(h)s` reads the same environ).
 
 Only a request whose peer is a trusted proxy has `X-Forwarded-For` / `X-Forwarded-Proto`
 honoured: the client is the right-most address of the chain (forwarded addresses, then the
-peer) that is not itself a trusted proxy, as werkzeug's ProxyFix counts hops. From any other
+peer) that is not itself a trusted proxy, as werkzeug's ProxyFix counts hops; a forwarded
+value that is not an IP address (`garbage`, `unknown`) ends the chain there, so it is never
+taken for the client. From any other
 peer the headers are removed, so no later code can be fooled by them.
 """
 
