@@ -7,6 +7,7 @@ docker-compose.yml) sets the worker class, workers and bind address.
 from __future__ import annotations
 
 import gc
+import os
 import subprocess
 import sys
 from typing import Any
@@ -29,8 +30,8 @@ def post_fork(server: Any, worker: Any) -> None:
         logs.route_all_loggers()
 
 
-def on_starting(server: Any) -> None:
-    """Refuse a bad setting in the master with one line, before any worker boots and fails.
+def check_settings() -> None:
+    """Refuse a bad setting with one line (exit 2), before the app is loaded anywhere.
 
     In a child process: the master imports nothing of the app, so each worker still loads it
     (and gevent patches it) from scratch after the fork.
@@ -39,6 +40,18 @@ def on_starting(server: Any) -> None:
     checked = subprocess.run([sys.executable, "-c", check], check=False)  # noqa: S603 - fixed
     if checked.returncode != 0:
         sys.exit(checked.returncode)
+
+
+def on_starting(server: Any) -> None:
+    """Refuse a bad setting in the master with one line, before any worker boots and fails."""
+    check_settings()
+
+
+# `--check-config` and `--print-config` load the app without calling any hook: a bad setting
+# would be gunicorn's "Error while loading the application" and a traceback. Check it here.
+_ARGUMENTS = {*sys.argv, *os.environ.get("GUNICORN_CMD_ARGS", "").split()}
+if _ARGUMENTS & {"--check-config", "--print-config"}:
+    check_settings()
 
 
 def post_worker_init(worker: Any) -> None:

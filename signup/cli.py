@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from signup import create_app
 from signup.config import ConfigError
+from signup.errors import ValidationError
 
 # Flask's own options and commands that would mislead here: `--env-file` needs python-dotenv,
 # `--app` would load another app, `--debug` is refused outside development, and `run` serves
@@ -39,6 +40,17 @@ def database_problem(exc: DBAPIError) -> str:
     return f"database error: {type(exc.orig).__name__}"
 
 
+def file_problem(exc: OSError) -> str:
+    """One line for a file the command could not use: what went wrong, and which file."""
+    reason = exc.strerror or type(exc).__name__
+    return f"{reason}: {exc.filename!r}" if exc.filename is not None else one_line(str(exc))
+
+
+def one_line(message: str) -> str:
+    """The message's first line (an error line never spans several)."""
+    return (message.strip().splitlines() or [""])[0]
+
+
 class SignupGroup(FlaskGroup):
     """Flask's CLI group with only this product's commands and options."""
 
@@ -47,12 +59,19 @@ class SignupGroup(FlaskGroup):
         self.params = [p for p in self.params if p.name not in HIDDEN_OPTIONS]
 
     def invoke(self, ctx: click.Context) -> Any:
-        """Run a command; a database that is unreachable or has no tables is one line."""
+        """Run a command; what the operator can fix (a file, a value, the database) is one line.
+
+        Every command passes here, so none prints a traceback for a path that is a folder or
+        unwritable (OSError), a refused value (ValidationError) or a bad setting (ConfigError).
+        """
         try:
             return super().invoke(ctx)
         except DBAPIError as exc:
-            click.echo(f"Error: {database_problem(exc)}", err=True)
-            sys.exit(1)
+            raise click.ClickException(database_problem(exc)) from exc
+        except OSError as exc:
+            raise click.ClickException(file_problem(exc)) from exc
+        except (ValidationError, ConfigError) as exc:
+            raise click.ClickException(one_line(str(exc))) from exc
 
     def _load_plugin_commands(self) -> None:
         """No commands from other packages' entry points (Flask-Limiter's `limiter`)."""

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
-import math
 import os
+import re
 import secrets
 import sys
 from collections.abc import Callable, Mapping
@@ -57,34 +57,43 @@ def boolean(name: str, raw: str) -> bool:
     raise ConfigError(f"{name} must be true or false (or 1/0, yes/no, on/off), not {raw!r}")
 
 
-def whole(minimum: int = 0) -> Parser:
-    """A whole number of at least `minimum`."""
-
-    def parse(name: str, raw: str) -> int:
-        try:
-            value: int | None = int(raw.strip())
-        except ValueError:
-            value = None
-        if value is None or value < minimum:
-            raise ConfigError(f"{name} must be a whole number of at least {minimum}, not {raw!r}")
-        return value
-
-    return parse
+WHOLE = re.compile(r"[0-9]{1,12}")  # ASCII digits only: not ٣ or ０, not 1e3, not 1_000
+DECIMAL = re.compile(r"[0-9]{1,12}(\.[0-9]{1,12})?")  # 0.5, 2, 10.25: no exponent, no sign
 
 
-def number(above: float = 0.0) -> Parser:
-    """A finite number strictly above `above` (seconds, rates)."""
+@dataclass(frozen=True, slots=True)
+class Bounded:
+    """A number in ASCII digits between two bounds: whole, or decimal (seconds, rates)."""
 
-    def parse(name: str, raw: str) -> float:
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            value = math.nan
-        if not (math.isfinite(value) and value > above):
-            raise ConfigError(f"{name} must be a number above {above:g}, not {raw!r}")
-        return value
+    minimum: float
+    maximum: float
+    decimal: bool = False
 
-    return parse
+    def __call__(self, name: str, raw: str) -> Any:
+        """The value, or a one-line ConfigError saying what is accepted."""
+        value = raw.strip()
+        form = DECIMAL if self.decimal else WHOLE
+        if not form.fullmatch(value) or not self.minimum <= float(value) <= self.maximum:
+            kind = "number" if self.decimal else "whole number"
+            raise ConfigError(
+                f"{name} must be a {kind} from {self.minimum:g} to {self.maximum:g}, not {raw!r}"
+            )
+        return float(value) if self.decimal else int(value)
+
+
+def _plain(value: float) -> str:
+    """A bound as a person writes it: 1073741824, 0.01, never 1.07374e+09."""
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def whole(minimum: int, maximum: int) -> Bounded:
+    """A whole number in ASCII digits from `minimum` to `maximum`."""
+    return Bounded(minimum, maximum)
+
+
+def number(minimum: float, maximum: float) -> Bounded:
+    """A decimal number in ASCII digits from `minimum` to `maximum` (no exponent, no sign)."""
+    return Bounded(minimum, maximum, decimal=True)
 
 
 def choice(*allowed: str, fold: Callable[[str], str] = str.lower) -> Parser:
@@ -188,30 +197,31 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PUBLIC_BASE_URL", url(*WEB_SCHEMES), described="each request's own URL"),
     Setting("SMS_QUIET_HOURS", default="22:00-06:00"),  # checked in finalise()
     Setting("SIGNUP_TIMEZONE", default="Asia/Kolkata"),  # checked in finalise()
-    Setting("SMS_MAX_ATTEMPTS", whole(1), 15),
-    Setting("SMS_BACKOFF_BASE", number(0), 2.0),
-    Setting("SMS_HTTP_TIMEOUT", number(0), 10.0),
-    Setting("SMS_SENDING_STALE_SECONDS", whole(1), 600),
-    Setting("SMS_REQUEUE_AFTER", whole(1), 120),
-    Setting("RELAY_BATCH_SIZE", whole(1), 5000),
-    Setting("PROCESS_BATCH_SIZE", whole(1), 250),
+    Setting("SMS_MAX_ATTEMPTS", whole(1, 100), 15),
+    Setting("SMS_BACKOFF_BASE", number(0.01, 3600), 2.0),
+    Setting("SMS_HTTP_TIMEOUT", number(0.1, 300), 10.0),
+    Setting("SMS_SENDING_STALE_SECONDS", whole(1, 86400), 600),
+    Setting("SMS_REQUEUE_AFTER", whole(1, 86400), 120),
+    Setting("RELAY_BATCH_SIZE", whole(1, 100_000), 5000),
+    Setting("PROCESS_BATCH_SIZE", whole(1, 10_000), 250),
     Setting("RELAY_NUDGE", boolean, True),
     Setting("WEBHOOK_AUTOCOMMIT", boolean, True),
-    Setting("RELAY_REQUEUE_AFTER", whole(1), 300),
-    Setting("RELAY_MAX_IN_FLIGHT", whole(1), 20000),
+    Setting("RELAY_REQUEUE_AFTER", whole(1, 86400), 300),
+    Setting("RELAY_MAX_IN_FLIGHT", whole(1, 10_000_000), 20000),
     Setting("LOG_FORMAT", choice("json", "text"), described="json outside development"),
     Setting("LOG_LEVEL", choice("DEBUG", "INFO", "WARNING", "ERROR", fold=str.upper), "INFO"),
-    Setting("MAX_REQUEST_BYTES", whole(1024), 64 * 1024, key="MAX_CONTENT_LENGTH"),
-    Setting("IMPORT_MAX_BYTES", whole(1024), 10 * 1024 * 1024),  # its own route limit
-    Setting("SMS_RATE_PER_SECOND", number(0), 10.0),
-    Setting("SMS_RATE_BURST", number(0), described="the rate"),
-    Setting("FLOOD_CALLS_PER_HOUR", whole(0), 10),
-    Setting("CALL_RAW_RETENTION_DAYS", whole(1), 30),
-    Setting("IMPORT_PREVIEW_HOURS", whole(1), 24),
+    Setting("MAX_REQUEST_BYTES", whole(1024, 2**30), 64 * 1024, key="MAX_CONTENT_LENGTH"),
+    Setting("IMPORT_MAX_BYTES", whole(1024, 2**30), 10 * 1024 * 1024),  # its own route limit
+    Setting("SMS_RATE_PER_SECOND", number(0.01, 100_000), 10.0),
+    Setting("SMS_RATE_BURST", number(1, 100_000), described="the rate"),
+    Setting("FLOOD_CALLS_PER_HOUR", whole(0, 100_000), 10),
+    Setting("CALL_RAW_RETENTION_DAYS", whole(1, 3650), 30),
+    Setting("IMPORT_PREVIEW_HOURS", whole(1, 720), 24),
     Setting("SUPPRESSION_KEY", described="SECRET_KEY"),
-    Setting("ADMIN_IDLE_MINUTES", whole(1), 30),
+    Setting("ADMIN_IDLE_MINUTES", whole(1, 1440), 30),
     Setting("ADMIN_LOGIN_ACCOUNT_LIMIT", rate_limits, "100/hour"),
     Setting("ADMIN_LOGIN_ADDRESS_LIMIT", rate_limits, "20/minute;300/hour"),
+    Setting("ADMIN_VIEWER_SEARCH_LIMIT", rate_limits, "30/hour"),
     Setting("EXOTEL_ACCOUNT_SID"),
     Setting("EXOTEL_API_KEY"),
     Setting("EXOTEL_API_TOKEN"),
@@ -226,7 +236,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TRUSTED_PROXIES"),
     Setting("METRICS_TOKEN", external=True),  # signup.metrics.access
     Setting("METRICS_ALLOW", external=True),
-    Setting("METRICS_PORT", whole(1), external=True),  # parsed by signup.metrics.exporter
+    Setting("METRICS_PORT", whole(1, 65535), external=True),  # parsed by signup.metrics.exporter
     Setting("PROMETHEUS_MULTIPROC_DIR", external=True),  # signup.metrics.registry
     Setting("SIGNUP_INSTANCE_PATH", external=True),  # signup.create_app
     Setting("SIGNUP_PASSWORD", external=True),  # signup user create
@@ -245,7 +255,58 @@ COMPOSE_ONLY = frozenset(
         "SENDER_CONCURRENCY",
     }
 )
+# Read by the test suite's end-to-end runs, not by the app, in the product's namespace.
+TOOLS_ONLY = frozenset({"SIGNUP_TRICKLE_SECONDS"})
 MISSPELLING_CUTOFF = 0.85  # difflib ratio: SMS_MAX_ATTEMPT is 0.97, TEST_DATABASE_URL 0.83
+PREFIX = "SIGNUP_"  # the product's own namespace: no unknown variable may use it
+# Words so common in other tools' variables (API_KEY, BASE_URL, REDIS_PORT) that sharing them
+# says nothing; a near-name must share a word that is not one of these.
+GENERIC_WORDS = frozenset(
+    {
+        *("API", "KEY", "TOKEN", "SECRET", "URL", "BASE", "PORT", "HOST", "PATH", "DIR", "ID"),
+        *("SID", "NAME", "USER", "PASSWORD", "LEVEL", "FORMAT", "ENV", "TYPE", "FROM", "NUMBER"),
+        *("MAX", "MIN", "SIZE", "BYTES", "LIMIT", "DAYS", "HOURS", "MINUTES", "SECONDS", "AFTER"),
+        *("DATABASE", "REDIS", "LOG", "DB", "SMS"),
+    }
+)
+SHORT_WORD = 8  # a lone word this long or longer (TIMEZONE) is distinctive enough by itself
+
+
+def _near(name: str, known: str) -> bool:
+    """True when `name` is a variant of the known setting a person may have meant.
+
+    The same name in other case (sms_max_attempts), its words in another order
+    (MAX_IMPORT_BYTES), some of its words (QUIET_HOURS, TIMEZONE), or one word of three or
+    more replaced (IMPORT_MAX_SIZE); words other tools use too (API_KEY) do not count.
+    """
+    upper = name.upper()
+    if upper == known:
+        return True
+    words, wanted = upper.split("_"), known.split("_")
+    if sorted(words) == sorted(wanted):
+        return True
+    if not (set(words) & set(wanted)) - GENERIC_WORDS:
+        return False
+    if set(words) < set(wanted):
+        return len(words) > 1 or len(words[0]) >= SHORT_WORD
+    differing = sum(a != b for a, b in zip(words, wanted, strict=False))
+    return len(words) == len(wanted) >= 3 and differing == 1
+
+
+def _suggestion(name: str, known: set[str]) -> str | None:
+    """The known setting `name` most likely stands for, if any ("" for an unknown SIGNUP_*)."""
+    if name.upper() in known:
+        return name.upper()
+    close = difflib.get_close_matches(name.upper(), known, n=1, cutoff=MISSPELLING_CUTOFF)
+    if close:
+        return close[0]
+    near = sorted(setting for setting in known if _near(name, setting))
+    if near:
+        return near[0]
+    if name.upper().startswith(PREFIX):
+        ours = difflib.get_close_matches(name.upper(), known, n=1, cutoff=0.5)
+        return ours[0] if ours else ""
+    return None
 
 
 def read(name: str, environ: Mapping[str, str] | None = None) -> Any:
@@ -259,14 +320,16 @@ def read(name: str, environ: Mapping[str, str] | None = None) -> Any:
 
 def misspellings(environ: Mapping[str, str]) -> list[str]:
     """One line per variable whose name is close to, but not, one the app reads."""
-    known = set(BY_NAME) | COMPOSE_ONLY
+    known = set(BY_NAME) | COMPOSE_ONLY | TOOLS_ONLY
     found = []
     for name in sorted(environ):
         if name in known:
             continue
-        close = difflib.get_close_matches(name, known, n=1, cutoff=MISSPELLING_CUTOFF)
-        if close:
-            found.append(f"{name} is not a setting; did you mean {close[0]}?")
+        meant = _suggestion(name, known)
+        if meant:
+            found.append(f"{name} is not a setting; did you mean {meant}?")
+        elif meant is not None:
+            found.append(f"{name} is not a setting, and {PREFIX}* names are the app's own")
     return found
 
 
@@ -361,8 +424,8 @@ def finalise(config: dict[str, Any]) -> None:
         ) from exc
     if float(config["SMS_SENDING_STALE_SECONDS"]) <= float(config["SMS_HTTP_TIMEOUT"]):
         raise ConfigError("SMS_SENDING_STALE_SECONDS must be longer than SMS_HTTP_TIMEOUT")
-    if not config.get("SMS_RATE_BURST"):
-        config["SMS_RATE_BURST"] = config["SMS_RATE_PER_SECOND"]
+    if not config.get("SMS_RATE_BURST"):  # a bucket smaller than one SMS would never send
+        config["SMS_RATE_BURST"] = max(1.0, config["SMS_RATE_PER_SECOND"])
     if not config.get("SUPPRESSION_KEY"):
         # The suppression list is keyed: set SUPPRESSION_KEY and never rotate it.
         config["SUPPRESSION_KEY"] = config["SECRET_KEY"]

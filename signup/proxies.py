@@ -7,7 +7,9 @@ and log fields) and gunicorn's access line (`%(h)s` reads the same environ).
 
 Only a request whose peer is a trusted proxy has `X-Forwarded-For` / `X-Forwarded-Proto`
 honoured: the client is the right-most address of the chain (forwarded addresses, then the
-peer) that is not itself a trusted proxy, as werkzeug's ProxyFix counts hops. From any other
+peer) that is not itself a trusted proxy, as werkzeug's ProxyFix counts hops; a forwarded
+value that is not an IP address (`garbage`, `unknown`) ends the chain there, so it is never
+taken for the client. From any other
 peer the headers are removed, so no later code can be fooled by them.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import itertools
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
@@ -28,14 +31,28 @@ _SCHEMES = frozenset({"http", "https"})
 
 
 def client_address(peer: str, forwarded_for: str | None, networks: Sequence[Network]) -> str:
-    """The right-most address of `forwarded_for` + `peer` that is not a trusted proxy."""
+    """The right-most address of `forwarded_for` + `peer` that is not a trusted proxy.
+
+    A forwarded value that is not an IP address (`garbage`, `unknown`, a host name) says
+    nothing we can check: the chain stops there, so the nearest hop before it answers.
+    """
     trusted = _matcher(tuple(networks))
     hops = [part.strip() for part in (forwarded_for or "").split(",") if part.strip()]
-    chain = [*hops, peer]
+    valid = list(itertools.takewhile(_is_ip, reversed(hops)))[::-1]
+    chain = [*valid, peer]
     for address in reversed(chain):
         if not trusted(address):
             return address
     return chain[0]  # every hop is a proxy of ours: the farthest one is the client
+
+
+def _is_ip(value: str) -> bool:
+    """True when the value is an IPv4 or IPv6 address."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=64)

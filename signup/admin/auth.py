@@ -54,6 +54,25 @@ def account_key() -> str:
     return "login-account:" + (request.form.get("email") or "").strip().lower()[:254]
 
 
+def searcher_key() -> str:
+    """The phone-search throttle's key: the account searching, from any address."""
+    return f"phone-search:{current_user.get_id()}"
+
+
+def unthrottled_search() -> bool:
+    """True unless this is a viewer searching by phone number, which reveals whole numbers.
+
+    Each exact hit tells a viewer the full number behind a masked row, so such searches are
+    throttled per account (ADMIN_VIEWER_SEARCH_LIMIT); names and other roles are not.
+    """
+    from signup.phones import normalise
+
+    query = request.args.get("q", "").strip()
+    if not query or not current_user.is_authenticated:
+        return True
+    return not (current_access().masks_phones and normalise(query).e164)
+
+
 def login_failed(response: Response) -> bool:
     """Only failed attempts count against the throttles (a success redirects)."""
     return response.status_code != 302

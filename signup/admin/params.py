@@ -17,11 +17,10 @@ from urllib.parse import urlparse
 from flask import Response, request, url_for
 from werkzeug.routing import IntegerConverter
 
-from signup.errors import ValidationError
+from signup import moments
 
 MAX_ROW_ID = 2**31 - 1  # PostgreSQL `integer`, the narrowest id column an admin URL names
 MAX_QUERY_VALUE = 2000  # characters; no filter or cursor comes near it
-EARLIEST, LATEST = date(1900, 1, 1), date(2999, 12, 31)  # a day after LATEST still exists
 
 
 class RowIdConverter(IntegerConverter):
@@ -92,15 +91,7 @@ def text_arg(name: str) -> str | None:
 def date_arg(name: str) -> date | None:
     """A query value as a date (YYYY-MM-DD, 1900 to 2999); ValidationError otherwise."""
     raw = request.args.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        day = date.fromisoformat(raw) if raw.isascii() else None
-    except ValueError:
-        day = None
-    if day is None or not EARLIEST <= day <= LATEST:
-        raise ValidationError(f"{name} must be a date like 2026-11-21")
-    return day
+    return moments.parse_day(raw, name) if raw else None
 
 
 def row_ids(values: Iterable[str]) -> list[int]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -24,10 +24,11 @@ from flask_login import current_user, login_user
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
-from signup import clock
+from signup import clock, moments
 from signup.admin import auth, dashboard, imports, params, services
 from signup.admin.forms import ConfirmForm, LoginForm, VolunteerForm
 from signup.admin.models import ImportStatus
+from signup.admin.pages import error_page
 from signup.admin.tasks import read_import
 from signup.bodies import body_limit
 from signup.campaigns import services as campaigns
@@ -82,13 +83,27 @@ def local_filter(moment: Any) -> str:
 
 
 @bp.errorhandler(429)
-def throttled(_error: Exception) -> tuple[str, int]:
-    """Too many failed logins: the same answer whether or not the account exists."""
+def throttled(error: HTTPException) -> HTTPException | tuple[str, int]:
+    """Too many failed logins: the same answer whether or not the account exists.
+
+    Elsewhere (a viewer's phone searches) the admin's own error page.
+    """
+    if request.endpoint != "admin.login":
+        return error_page(error)
     return render_template(
         "admin/login.html",
         form=LoginForm(),
         error=gettext("Too many attempts. Wait a while and try again."),
     ), 429
+
+
+# A viewer's searches by phone number, per account, shared by every route that reads `q`.
+viewer_phone_searches = limiter.shared_limit(
+    lambda: current_app.config["ADMIN_VIEWER_SEARCH_LIMIT"],
+    scope="viewer-phone-search",
+    key_func=auth.searcher_key,
+    exempt_when=auth.unthrottled_search,
+)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -164,6 +179,7 @@ def _filters() -> VolunteerFilter:
 
 @bp.get("/volunteers")
 @auth.login_required
+@viewer_phone_searches
 def volunteers() -> str | tuple[str, int]:
     """Search, filter, sort and page through the volunteers this account may see."""
     access = auth.current_access()
@@ -279,6 +295,7 @@ def erase(volunteer_id: int) -> BaseResponse | str:
 
 @bp.get("/volunteers/export.csv")
 @auth.require(lambda access: access.can_export)
+@viewer_phone_searches
 def export() -> BaseResponse:
     """The volunteers CSV, filtered like the list, streamed, and audited."""
     try:
@@ -564,18 +581,10 @@ def _apply_campaign_change(campaign: Any, action: str) -> None:
             text=form.get("text", ""),
         )
     elif action == "blackout":
-        try:
-            starts = datetime.fromisoformat(form.get("starts_at", ""))
-            ends = datetime.fromisoformat(form.get("ends_at", ""))
-        except ValueError:
-            raise ValidationError("blackout times must look like 2026-05-01T18:00") from None
         zone = ZoneInfo(current_app.config["SIGNUP_TIMEZONE"])
-        campaigns.add_blackout(
-            campaign,
-            starts_at=starts.replace(tzinfo=starts.tzinfo or zone),
-            ends_at=ends.replace(tzinfo=ends.tzinfo or zone),
-            reason=form.get("reason"),
-        )
+        starts = moments.parse_moment(form.get("starts_at", ""), gettext("From (local time)"), zone)
+        ends = moments.parse_moment(form.get("ends_at", ""), gettext("To (local time)"), zone)
+        campaigns.add_blackout(campaign, starts_at=starts, ends_at=ends, reason=form.get("reason"))
     else:
         abort(400)
     services.audit(access, f"campaign_{action}", {"campaign": campaign.slug})

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
+from signup import moments
 from signup.campaigns import services
 from signup.campaigns.models import Campaign
 from signup.errors import ValidationError
@@ -184,10 +185,9 @@ def template(slug: str, kind: str, template_id: str, text: str) -> None:
 
 def _moment(raw: str, label: str) -> datetime:
     try:
-        moment = datetime.fromisoformat(raw)
-    except ValueError as exc:
-        raise click.BadParameter(f"{raw!r} is not an ISO 8601 time", param_hint=label) from exc
-    return moment
+        return moments.parse_moment(raw, label)
+    except ValidationError as exc:
+        raise click.BadParameter(str(exc), param_hint=label) from exc
 
 
 @campaign.command("blackout")

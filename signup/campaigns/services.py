@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, fields, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from flask_babel import LazyString
 from flask_babel import lazy_gettext as _l
@@ -20,6 +20,9 @@ from signup.phones import parse_number_argument
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 UNSET = object()  # "leave as it is" for update_campaign
+# The longest no-SMS period one entry may set: a silence period is 48 hours, a whole election
+# phase a few weeks; anything longer is a typo (9999 for 2026), and it can be added in parts.
+MAX_BLACKOUT = timedelta(days=90)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,19 +43,18 @@ def _number(raw: str, label: str | LazyString) -> str:
 def _ensure_number_free(
     number: str, label: str | LazyString, campaign_id: int | None = None
 ) -> None:
-    query = select(Campaign.slug).where(
+    """Refuse a number another campaign uses, without naming it: the caller may not see it."""
+    query = select(Campaign.id).where(
         or_(Campaign.number == number, Campaign.optout_number == number)
     )
     if campaign_id is not None:
         query = query.where(Campaign.id != campaign_id)
-    taken = db.session.scalar(query)
-    if taken is not None:
+    if db.session.scalar(query) is not None:
         raise ValidationError(
             _l(
-                "%(field)s %(number)s already belongs to campaign '%(taken)s'",
+                "%(field)s %(number)s already belongs to another campaign",
                 field=label,
                 number=number,
-                taken=taken,
             )
         )
 
@@ -264,6 +266,10 @@ def add_blackout(
         raise ValidationError(_l("blackout times need a time zone (e.g. 2026-05-01T18:00+05:30)"))
     if ends_at <= starts_at:
         raise ValidationError(_l("a blackout must end after it starts"))
+    if ends_at - starts_at > MAX_BLACKOUT:
+        raise ValidationError(
+            _l("a blackout can last at most %(days)d days", days=MAX_BLACKOUT.days)
+        )
     blackout = Blackout(
         campaign_id=campaign.id,
         starts_at=starts_at,

@@ -653,18 +653,25 @@ RESEND_DELAY = timedelta(minutes=30)
 
 
 def apply_status(
-    provider_message_id: str, status: MessageStatus, error_code: int | None, *, dnd: bool = False
+    provider: str,
+    provider_message_id: str,
+    status: MessageStatus,
+    error_code: int | None,
+    *,
+    dnd: bool = False,
 ) -> bool:
     """Apply a provider's delivery report without ever moving a message backwards.
 
-    A failure with 30003 or 30008 is sent once more, later; 30004 (or a provider's DND failure)
-    flags the volunteer as on the Do Not Call registry.
+    Only a message that this provider sent is touched: a report naming another provider's id
+    (a console id in an Exotel callback, say) is ignored. A failure with 30003 or 30008 is
+    sent once more, later; 30004 (or a provider's DND failure) flags the volunteer as on the
+    Do Not Call registry.
     """
     if status not in STATUS_RANK:
         return False  # queued/sending/accepted carry no news for us
     message = db.session.scalar(
         select(Message)
-        .where(Message.provider_message_id == provider_message_id)
+        .where(Message.provider == provider, Message.provider_message_id == provider_message_id)
         .with_for_update(key_share=True)
     )
     if message is None or message.status in AWAITING_SEND:

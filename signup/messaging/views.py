@@ -79,7 +79,7 @@ def twilio_message_status() -> Response:
         status = MessageStatus(raw)
     except ValueError:
         return Response("", status=204)
-    if services.apply_status(sid, status, _int(request.form.get("ErrorCode"))):
+    if services.apply_status("twilio", sid, status, _int(request.form.get("ErrorCode"))):
         db.session.commit()
     return Response("", status=204)
 
@@ -108,7 +108,7 @@ def exotel_sms_status(token: str) -> Response:
     sid = _message_id(request.values.getlist("SmsSid"), EXOTEL_SID, "exotel")
     status, dnd = exotel_status(request.values.get("Status", ""))
     code = _int(request.values.get("DetailedStatusCode"))
-    if status is not None and services.apply_status(sid, status, code, dnd=dnd):
+    if status is not None and services.apply_status("exotel", sid, status, code, dnd=dnd):
         db.session.commit()
     return Response("", status=200, mimetype="text/plain")
 

@@ -631,7 +631,7 @@ def test_campaign_errors_are_shown_and_change_nothing(
             "csrf_token": token(client, "/admin/campaigns"),
         },
     )
-    assert taken.status_code == 400 and "already belongs to campaign" in taken.get_data(
+    assert taken.status_code == 400 and "already belongs to another campaign" in taken.get_data(
         as_text=True
     )
     mismatch = client.post(

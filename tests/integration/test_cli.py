@@ -9,14 +9,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
-from click.testing import Result
+from click.testing import CliRunner, Result
 from flask import Flask
+from flask.cli import ScriptInfo
 from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
 from signup.calls.models import Call
-from signup.campaigns.models import Campaign
+from signup.campaigns.models import Blackout, Campaign
+from signup.cli import cli
+from signup.config import ConfigError
+from signup.errors import ValidationError
 from signup.extensions import db
 from signup.users.models import User
 from signup.users.services import check_password
@@ -176,7 +181,7 @@ def test_a_number_belongs_to_one_campaign(app: Flask) -> None:
     result = run(
         app, "campaign", "create", "--slug", "b", "--name", "B", "--number", "+918047259726"
     )
-    assert_one_line_error(result, "already belongs to campaign 'a'")
+    assert_one_line_error(result, "already belongs to another campaign")
     dup = run(app, "campaign", "create", "--slug", "a", "--name", "A2", "--number", "08047250000")
     assert_one_line_error(dup, "already exists")
     assert count(Campaign) == 1
@@ -348,3 +353,107 @@ def test_export_refuses_bad_filters_and_writes_nothing(
 def test_export_refuses_a_missing_folder(app: Flask, tmp_path: Path) -> None:
     result = run(app, "export", "volunteers", "--output", str(tmp_path / "no" / "x.csv"))
     assert_one_line_error(result, "does not exist")
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "error"),
+    [
+        ("0001-01-01T00:00+05:30", "2026-01-01T00:00+05:30", "from 1900 to 2999"),
+        ("2026-01-01T00:00+05:30", "9999-12-31T23:59+05:30", "from 1900 to 2999"),
+        ("2026-01-01T00:00+05:30", "2999-12-31T23:59+05:30", "at most 90 days"),
+        ("2026-01-01T00:00+05:30", "2025-01-01T00:00+05:30", "end after it starts"),
+        ("2026-01-01T00:00", "2026-01-02T00:00", "time zone"),
+        ("yesterday", "2026-01-02T00:00+05:30", "like 2026-05-01T18:00"),
+    ],
+)
+def test_campaign_blackout_refuses_odd_times_in_one_line(
+    app: Flask, start: str, end: str, error: str
+) -> None:
+    run(app, "campaign", "create", "--slug", "a", "--name", "A", "--number", "08047259725")
+    result = run(app, "campaign", "blackout", "a", "--start", start, "--end", end)
+    assert result.exit_code != 0
+    assert error in result.stderr and "Traceback" not in result.stderr
+    assert count(Blackout) == 0
+
+
+def test_campaign_blackout_of_90_days_is_kept(app: Flask) -> None:
+    run(app, "campaign", "create", "--slug", "a", "--name", "A", "--number", "08047259725")
+    args = ["--start", "2026-01-01T00:00+05:30", "--end", "2026-04-01T00:00+05:30"]
+    assert run(app, "campaign", "blackout", "a", *args).exit_code == 0
+    assert count(Blackout) == 1
+
+
+# --- every command: what the operator can fix is one line, never a traceback (review 3) -------
+
+
+def leaf_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """The path of every command under the group (`export volunteers`, `campaign list`, …)."""
+    found = []
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            found += leaf_commands(command, (*prefix, name))
+        else:
+            found.append((*prefix, name))
+    return found
+
+
+def run_signup(app: Flask, *args: str) -> Result:
+    """Run the `signup` console script's own group (SignupGroup), on the test's app."""
+    return CliRunner().invoke(cli, list(args), obj=ScriptInfo(create_app=lambda: app))
+
+
+FIXABLE = [
+    IsADirectoryError(21, "Is a directory", "/tmp"),
+    PermissionError(13, "Permission denied", "/proc/version"),
+    OSError(28, "No space left on device"),
+    ValidationError("a value was refused\nsecond line"),
+    ConfigError("RELAY_NUDGE must be true or false"),
+]
+
+
+@pytest.mark.parametrize("error", FIXABLE, ids=lambda e: type(e).__name__)
+def test_every_command_turns_a_fixable_error_into_one_line(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    """Each command of `signup`, failing with a file, value or setting error: one `Error:` line."""
+    commands = leaf_commands(app.cli)
+    assert ("export", "volunteers") in commands and len(commands) > 8
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise error
+
+    for path in commands:
+        command: Any = app.cli
+        for name in path:
+            command = command.commands[name]
+        monkeypatch.setattr(command, "callback", fail)
+        result = run_signup(app, *path, "--help")
+        assert result.exit_code == 0, path  # the command is reachable as written
+        result = run_signup(app, *path, *required_arguments(command))
+        assert result.exit_code == 1, (path, result.output)
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("Error: "), (path, result.output)
+
+
+def required_arguments(command: click.Command) -> list[str]:
+    """Values for the command's required arguments and options, so that its callback runs."""
+    values: list[str] = []
+    for param in command.params:
+        if not param.required:
+            continue
+        choices = getattr(param.type, "choices", None)
+        value = str(next(iter(choices))) if choices else "x"
+        if isinstance(param, click.Option):
+            values += [param.opts[0], value]
+        else:
+            values.append(value)
+    return values
+
+
+@pytest.mark.parametrize("output", ["/tmp", "", "/proc/version", "/proc/x.csv", "/dev/null/x"])
+def test_export_to_an_unusable_path_is_one_line(app: Flask, output: str) -> None:
+    result = run_signup(app, "export", "volunteers", "--output", output)
+    assert result.exit_code != 0
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    assert "Traceback" not in result.output

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from collections.abc import Iterator
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +20,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from werkzeug.routing import Rule
 
 from signup.admin.models import ImportBatch
@@ -66,6 +69,16 @@ HOSTILE = [
     "२०२६-११-२१",
     "2026-05-01T18:00",
     "9999-12-31T23:59+05:30",
+    "0001-01-01T00:00",
+    "0001-01-01T00:00+05:30",
+    "9999-12-31T23:59",
+    "9999-12-31T23:59-23:59",
+    "1899-12-31T23:59",
+    "3000-01-01T00:00",
+    "2026-02-30T10:00",
+    "2026-05-01T25:00",
+    "२०२६-०५-०१T18:00",
+    "2026-05-01T18:00:00.123456+14:00",
     "/admin\r\nSet-Cookie: x=1",
     "/admin/\r\n",
     "\r\n",
@@ -103,7 +116,14 @@ HOSTILE = [
     "99112 78181",
 ]
 printable = st.text(st.characters(exclude_categories=("Cc", "Cs", "Zl", "Zp")), max_size=40)
-values = st.one_of(st.sampled_from(HOSTILE), printable, st.text(max_size=40))
+offsets = st.timedeltas(min_value=-timedelta(hours=23, minutes=59), max_value=timedelta(hours=23))
+# What a date or datetime-local input sends (and what a hand-made request can), any year 1-9999.
+moments = st.one_of(
+    st.dates().map(date.isoformat),
+    st.datetimes().map(lambda moment: moment.isoformat(timespec="minutes")),
+    st.datetimes(timezones=st.builds(timezone, offsets)).map(datetime.isoformat),
+)
+values = st.one_of(st.sampled_from(HOSTILE), printable, st.text(max_size=40), moments)
 fields = st.lists(
     st.tuples(st.one_of(st.sampled_from(FIELDS), st.text(min_size=1, max_size=10)), values),
     max_size=8,
@@ -224,6 +244,45 @@ def test_no_admin_route_answers_500_to_hostile_input(
     location = response.headers.get("Location", "")
     assert "\r" not in location and "\n" not in location
     assert logged_data(caplog.records, [ALICE[3:], BOB[3:], CHITRA[3:]]) == []
+
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "signup" / "admin" / "templates" / "admin"
+DATE_INPUT = re.compile(r'<input\b[^>]*\btype="(?:date|datetime-local)"[^>]*>')
+NAME = re.compile(r'\bname="(\w+)"')
+
+
+def test_every_date_input_of_the_admin_is_fuzzed() -> None:
+    """A new date or datetime-local field in a template must be in FIELDS, so it is fuzzed."""
+    inputs = [
+        tag for page in TEMPLATES.glob("*.html") for tag in DATE_INPUT.findall(page.read_text())
+    ]
+    names = {name for tag in inputs for name in NAME.findall(tag)}
+    assert len(names) == len(inputs)
+    assert names and names <= set(FIELDS), names - set(FIELDS)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(starts=st.one_of(moments, st.sampled_from(HOSTILE)), ends=st.one_of(moments, st.text()))
+def test_any_blackout_times_are_saved_or_refused_in_one_line(
+    client: FlaskClient, world: dict[str, Any], answers_500: None, starts: str, ends: str
+) -> None:
+    """Finding 1: the blackout form never answers 500, and keeps only sane, bounded periods."""
+    from signup.campaigns.models import Blackout
+
+    csrf = logged_in(client)
+    db.session.execute(delete(Blackout))
+    response = client.post(
+        "/admin/campaigns/a",
+        data={"action": "blackout", "starts_at": starts, "ends_at": ends, "csrf_token": csrf},
+    )
+    assert response.status_code in (302, 400), (starts, ends, response.status_code)
+    for row in db.session.scalars(select(Blackout)):
+        assert row.starts_at.year >= 1900 and row.ends_at.year <= 2999
+        assert timedelta(0) < row.ends_at - row.starts_at <= timedelta(days=90)
 
 
 # --- the inputs the review reported, each checked by name --------------------------------------

@@ -1,4 +1,4 @@
-"""Least privilege: the web and workers' role cannot rewrite the ledger or the schema.
+"""Least privilege: the web and workers' role cannot rewrite the ledger, notices, audit or schema.
 
 Migrations run as the owner; the app logs in as a member of `signup_app` (made by migration
 7c6a3c328582). These tests log in as such a member, over TCP with a password like production,
@@ -33,8 +33,17 @@ ROOT = Path(__file__).resolve().parents[2]
 INIT_SCRIPT = ROOT / "scripts" / "postgres-app-role.sh"
 APP_ROLE = "signup_app"
 APP_TABLE_RIGHTS = {"SELECT", "INSERT", "UPDATE", "DELETE"}
-# Where the app may do less than read and write: the append-only ledger, the schema version.
-NARROWER = {"consent_events": {"SELECT", "INSERT"}, "alembic_version": {"SELECT"}}
+# Where the app may do less than read and write: the append-only ledger, the consent notices
+# it points to, the audit log, the schema version.
+NARROWER = {
+    "consent_events": {"SELECT", "INSERT"},
+    "campaign_notices": {"SELECT", "INSERT"},
+    "audit_log": {"SELECT", "INSERT"},
+    "alembic_version": {"SELECT"},
+}
+# Columns the app may UPDATE where it may not update the whole row (column privileges):
+# an export's row count when it ends, and erasure scrubbing a person's traces from the detail.
+UPDATABLE_COLUMNS = {"audit_log": {"row_count", "detail"}}
 EVERY_RIGHT = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 
 
@@ -73,6 +82,16 @@ def _tables() -> list[str]:
     return [r[0] for r in _catalogue("SELECT tablename FROM pg_tables WHERE schemaname='public'")]
 
 
+def _columns(table: str) -> list[str]:
+    return [
+        r[0]
+        for r in _catalogue(
+            "SELECT column_name FROM information_schema.columns"  # noqa: S608 (a catalogue name)
+            f" WHERE table_schema = 'public' AND table_name = '{table}'"
+        )
+    ]
+
+
 def _triggers() -> list[tuple[str, str]]:
     return [
         (r[0], r[1])
@@ -98,7 +117,16 @@ def _forbidden_statements() -> list[str]:
     """Every way to rewrite the ledger or the schema, for every table, trigger and function."""
     tables, triggers = _tables(), _triggers()
     assert ("consent_events", "consent_events_append_only") in triggers
-    statements = ["UPDATE consent_events SET channel = channel", "DELETE FROM consent_events"]
+    statements = ["UPDATE campaign_notices SET text = 'TAMPERED'"]
+    for table, rights in NARROWER.items():
+        if "DELETE" not in rights:
+            statements.append(f'DELETE FROM "{table}"')  # noqa: S608 (names from the catalogue)
+        allowed = UPDATABLE_COLUMNS.get(table, set())
+        statements += [
+            f'UPDATE "{table}" SET "{column}" = "{column}"'  # noqa: S608 (names from the catalogue)
+            for column in _columns(table)
+            if column not in allowed
+        ]
     for table in tables:
         statements += [
             f'TRUNCATE "{table}"',
@@ -143,6 +171,18 @@ def test_the_app_role_has_exactly_its_rights_on_every_table(app: Flask) -> None:
         query = f"SELECT has_table_privilege('{APP_ROLE}', '\"{table}\"', '{{}}')"
         held = {right for right in EVERY_RIGHT if _catalogue(query.format(right))[0][0]}
         assert held == NARROWER.get(table, APP_TABLE_RIGHTS), table
+
+
+def test_the_app_role_may_update_exactly_its_columns(app: Flask) -> None:
+    """Every column of every table: UPDATE where the table allows it, or the column is listed."""
+    for table in _tables():
+        whole = "UPDATE" in NARROWER.get(table, APP_TABLE_RIGHTS)
+        for column in _columns(table):
+            query = (
+                f"SELECT has_column_privilege('{APP_ROLE}', '\"{table}\"', '{column}', 'UPDATE')"
+            )
+            expected = whole or column in UPDATABLE_COLUMNS.get(table, set())
+            assert _catalogue(query)[0][0] == expected, (table, column)
 
 
 def test_a_table_a_later_migration_creates_gets_the_same_rights(app: Flask) -> None:

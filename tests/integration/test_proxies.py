@@ -56,6 +56,9 @@ def from_stranger(spoofed: str, proto: str | None = None) -> dict[str, Any]:
     return {"environ_base": {"REMOTE_ADDR": STRANGER}, "headers": headers}
 
 
+NOT_ADDRESSES = ["garbage-2", "unknown", "example.org", "1.2.3", "300.1.1.1", "[::1]", "_hidden"]
+
+
 @pytest.fixture
 def behind_proxy(app: Flask) -> Iterator[Flask]:
     """The session app with TRUSTED_PROXIES set, installed as create_app installs it."""
@@ -82,6 +85,11 @@ def behind_proxy(app: Flask) -> Iterator[Flask]:
         (PROXY, None, PROXY),
         (PROXY, f" {CLIENT} ,, ", CLIENT),
         ("fd00::1", "2001:db8::5", "2001:db8::5"),
+        # Not an IP address: never the client; the proxy (or the hop it names) answers.
+        *((PROXY, junk, PROXY) for junk in NOT_ADDRESSES),
+        *((PROXY, f"{CLIENT}, {junk}", PROXY) for junk in NOT_ADDRESSES),
+        *((PROXY, f"{junk}, {CLIENT}", CLIENT) for junk in NOT_ADDRESSES),
+        *((PROXY, f"{junk}, 10.0.0.1", "10.0.0.1") for junk in NOT_ADDRESSES),
     ],
 )
 def test_the_client_is_the_rightmost_untrusted_address(

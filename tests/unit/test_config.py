@@ -152,9 +152,120 @@ def test_unrelated_variables_are_not_taken_for_misspellings() -> None:
     assert config_module.misspellings(dict(os.environ)) == []  # this machine's, CI's
 
 
+# --- near-names and odd numbers (review finding 4) ---------------------------------------------
+
+REPORTED_NAMES = {
+    "sms_max_attempts": "SMS_MAX_ATTEMPTS",
+    "QUIET_HOURS": "SMS_QUIET_HOURS",
+    "IMPORT_MAX_SIZE": "IMPORT_MAX_BYTES",
+    "MAX_IMPORT_BYTES": "IMPORT_MAX_BYTES",
+    "SIGNUP_TZ": "SIGNUP_TIMEZONE",
+    "TIMEZONE": "SIGNUP_TIMEZONE",
+}
+
+
+@pytest.mark.parametrize(("name", "meant"), REPORTED_NAMES.items())
+def test_each_reported_near_name_is_refused_with_the_setting_meant(name: str, meant: str) -> None:
+    assert config_module.misspellings({name: "3"}) == [
+        f"{name} is not a setting; did you mean {meant}?"
+    ]
+
+
+@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: s.name)
+def test_every_setting_in_other_case_or_word_order_is_refused(setting: Setting) -> None:
+    """The kind: lower case, mixed case and (with two or more words) any other word order."""
+    words = setting.name.split("_")
+    variants = {setting.name.lower(), setting.name.title()}
+    if len(words) > 1:
+        variants.add("_".join(reversed(words)))
+    variants.discard(setting.name)
+    for variant in variants:
+        [found] = config_module.misspellings({variant: "1"})
+        assert found.startswith(f"{variant} is not a setting; did you mean "), found
+
+
+def test_an_unknown_variable_in_the_apps_namespace_is_refused() -> None:
+    [found] = config_module.misspellings({"SIGNUP_SOMETHING_NEW": "1"})
+    assert found.startswith("SIGNUP_SOMETHING_NEW is not a setting")
+
+
+# Variables CI machines, containers and other tools set: never taken for near-names.
+OTHER_TOOLS = [
+    *("API_KEY", "API_TOKEN", "GITHUB_TOKEN", "BASE_URL", "REDIS_PORT", "REDIS_HOST", "CI"),
+    *("DATABASE_HOST", "POSTGRES_HOST", "POSTGRES_PORT", "CELERY_BROKER_URL", "LOG_FILE"),
+    *("VIRTUAL_ENV", "PIP_NO_CACHE_DIR", "DEBIAN_FRONTEND", "RUNNER_TEMP", "SECRET", "PORT"),
+    *("PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "TZ", "USER", "SHELL", "TERM", "PWD"),
+    *("SIGNUP_TRICKLE_SECONDS",),
+]
+
+
+def test_other_tools_variables_are_not_taken_for_near_names() -> None:
+    assert config_module.misspellings({name: "x" for name in OTHER_TOOLS}) == []
+
+
+def plain(value: float) -> str:
+    """A number as a person types it: 1073741824, 0.01 (no exponent)."""
+    return f"{value:.2f}".removesuffix(".00")
+
+
+def _bounded() -> list[Setting]:
+    return [s for s in SETTINGS if isinstance(s.parse, config_module.Bounded)]
+
+
+ODD_NUMBERS = [
+    "٣", "０", "३", "1e3", "1e-9", "1e-300", "1_000", "-1", "+1", "0x10", "inf", "nan", " ",
+    "99999999999", "99999999999999999999999", "1.", ".5", "1,5",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("setting", _bounded(), ids=lambda s: s.name)
+def test_every_numeric_setting_is_ascii_and_bounded(setting: Setting) -> None:
+    """The kind: every number setting refuses odd forms and values just outside its bounds."""
+    bounds = setting.parse
+    assert isinstance(bounds, config_module.Bounded)
+    assert bounds.maximum < 10**10  # a bound a person could mean, not "no bound"
+    step = 0.01 if bounds.decimal else 1
+    below, above = bounds.minimum - step, bounds.maximum + step
+    for raw in [*ODD_NUMBERS, plain(below), plain(above)]:
+        with pytest.raises(ConfigError, match=f"^{setting.name} must be"):
+            bounds(setting.name, raw)
+    for value in (bounds.minimum, bounds.maximum):
+        assert bounds(setting.name, plain(value)) == value
+    if setting.default is not None:
+        assert bounds.minimum <= setting.default <= bounds.maximum
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("SMS_RATE_BURST", "0.5"),
+        ("SMS_RATE_PER_SECOND", "1e-9"),
+        ("SMS_BACKOFF_BASE", "1e-300"),
+        ("SMS_MAX_ATTEMPTS", "99999999999"),
+        ("RELAY_BATCH_SIZE", "99999999999999999999999"),
+        ("FLOOD_CALLS_PER_HOUR", "０"),
+        ("FLOOD_CALLS_PER_HOUR", "٣"),
+    ],
+)
+def test_each_reported_odd_value_stops_the_app(
+    monkeypatch: pytest.MonkeyPatch, name: str, raw: str
+) -> None:
+    monkeypatch.setenv(name, raw)
+    with pytest.raises(ConfigError, match=f"^{name} must be"):
+        create_app()
+
+
+def test_a_slow_rate_still_has_a_bucket_of_one_sms(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMS_RATE_PER_SECOND", "0.5")
+    assert create_app().config["SMS_RATE_BURST"] == 1.0
+
+
 ENTRY_POINTS = {
     "cli": [str(BIN / "signup"), "campaign", "list"],
     "gunicorn": [str(BIN / "gunicorn"), "--bind", "127.0.0.1:0", "signup:create_app()"],
+    # These load the app without calling gunicorn's hooks (gunicorn.conf.py checks them).
+    "gunicorn-check": [str(BIN / "gunicorn"), "--check-config", "signup:create_app()"],
+    "gunicorn-print": [str(BIN / "gunicorn"), "--print-config", "signup:create_app()"],
     "celery": [str(BIN / "celery"), "-A", "workers", "inspect", "ping", "--timeout", "1"],
 }
 
@@ -168,7 +279,7 @@ def test_every_entry_point_reports_a_bad_setting_in_one_line(entry: str, tmp_pat
     )
     errors = [line for line in done.stderr.splitlines() if "SMS_BACKOFF_BASE" in line]
     assert done.returncode != 0
-    assert errors == ["Error: SMS_BACKOFF_BASE must be a number above 0, not 'abc'"]
+    assert errors == ["Error: SMS_BACKOFF_BASE must be a number from 0.01 to 3600, not 'abc'"]
     assert "Traceback" not in done.stderr
 
 

@@ -115,6 +115,7 @@ TRANSLATED_SERVICES = [
     "signup/messaging/texts.py",
     "signup/messaging/dlt.py",
     "signup/messaging/schedule.py",
+    "signup/moments.py",
 ]
 
 
