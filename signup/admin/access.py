@@ -157,6 +157,7 @@ class Access:
             consent_at.scalar_subquery(),
             opted_out_at,
             scoped=True,
+            subscribed=active,
         )
 
     def sees_campaign(self, campaign_id: int) -> bool:

@@ -123,7 +123,7 @@ def build(access: Access, timezone: str) -> Dashboard:
             reads.scalar(
                 select(func.count())
                 .select_from(Volunteer)
-                .where(scope, access.derived().status == VolunteerStatus.OPTED_OUT)
+                .where(scope, access.derived().status_is(VolunteerStatus.OPTED_OUT))
             )
             or 0,
         ),

@@ -57,6 +57,22 @@ class Derived:
     consent_at: SQLColumnExpression[Any]
     opted_out_at: SQLColumnExpression[Any]
     scoped: bool = False
+    subscribed: ColumnElement[bool] | None = None  # active in the scope: what `status` reads
+
+    def status_is(self, value: str) -> ColumnElement[bool]:
+        """`status == value`, written so that the planner can use the scope's semi-join.
+
+        The same rule as a scoped `status`: active when `subscribed`, else opted out if the
+        row says active, else the row's own status.
+        """
+        if self.subscribed is None:
+            return self.status == value
+        if value == VolunteerStatus.ACTIVE:
+            return self.subscribed
+        if value == VolunteerStatus.OPTED_OUT:
+            left = (VolunteerStatus.ACTIVE.value, VolunteerStatus.OPTED_OUT.value)
+            return ~self.subscribed & Volunteer.status.in_(left)
+        return ~self.subscribed & (Volunteer.status == value)
 
     @classmethod
     def stored(cls) -> Derived:
@@ -123,7 +139,7 @@ class VolunteerFilter:
             listed = [s.value for s in VolunteerStatus if s is not VolunteerStatus.ERASED]
             if self.status not in listed:
                 raise ValidationError(f"status must be one of {', '.join(listed)}")
-            clause = clause & (self.derived().status == self.status)
+            clause = clause & self.derived().status_is(self.status)
         if self.campaign:
             campaign_id = db.session.scalar(
                 select(Campaign.id).where(Campaign.slug == self.campaign, self.campaigns_seen())

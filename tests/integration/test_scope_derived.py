@@ -31,7 +31,7 @@ from signup.messaging.models import Message, MessageStatus
 from signup.users import services as users
 from signup.users.models import User, UserCampaign, UserState
 from signup.volunteers.export import COLUMNS, CsvExport, VolunteerFilter, iter_rows
-from signup.volunteers.models import Volunteer
+from signup.volunteers.models import Volunteer, VolunteerStatus
 from tests.integration.admin_helpers import PASSWORD, as_user
 from tests.integration.factories import campaign, inbound
 
@@ -232,3 +232,18 @@ def test_dashboard_counts_the_scopes_messages_and_opt_outs(
     assert funnel["Opted out"] == sum(s.status == "opted_out" for s in expected.values())
     if scope.startswith("campaign"):  # A: Priya's and Quinn's welcome, Priya's confirmation
         assert funnel["SMS sent"] == 3
+
+
+@pytest.mark.parametrize(("role", "scope"), _accounts())
+def test_the_status_filter_is_the_status_shown(
+    split: dict[str, int], role: str, scope: str
+) -> None:
+    """Derived.status_is (the filters' form) picks exactly the people whose status is that."""
+    db.session.add(Volunteer(phone="+919811100009", status="imported", call_count=0))
+    db.session.add(Volunteer(phone="erased-test", status="erased", call_count=0))
+    db.session.flush()
+    derived = _access(split[f"{role}-{scope}"]).derived()
+    for status in VolunteerStatus:
+        shown = select(Volunteer.id).where(derived.status == status.value)
+        picked = select(Volunteer.id).where(derived.status_is(status.value))
+        assert set(db.session.scalars(shown)) == set(db.session.scalars(picked)), status
