@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -247,3 +248,18 @@ def test_the_status_filter_is_the_status_shown(
         shown = select(Volunteer.id).where(derived.status == status.value)
         picked = select(Volunteer.id).where(derived.status_is(status.value))
         assert set(db.session.scalars(shown)) == set(db.session.scalars(picked)), status
+
+
+@pytest.mark.parametrize(("role", "scope"), _accounts())
+def test_list_page_shows_the_scopes_statuses(
+    client: FlaskClient, split: dict[str, int], role: str, scope: str
+) -> None:
+    """The rendered list, under every status filter and sort, shows the scope's statuses."""
+    as_user(client, f"{role}-{scope}@x.org")
+    expected = _expected(scope)
+    for status in STATUSES:
+        for sort in SORTS:
+            page = client.get(f"/admin/volunteers?status={status}&sort={sort}")
+            shown = sorted(re.findall(r'<span class="status (\w+)"', page.get_data(as_text=True)))
+            wanted = sorted(s.status for s in expected.values() if not status or s.status == status)
+            assert shown == wanted, (status, sort)
