@@ -16,12 +16,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, select, true
+from sqlalchemy import ColumnElement, case, exists, func, select, true
 
-from signup.calls.models import Call
+from signup.calls.models import Call, CallOutcome
 from signup.extensions import db
 from signup.users.models import Role, User, UserCampaign, UserState
-from signup.volunteers.models import Subscription, Volunteer
+from signup.volunteers.export import Derived
+from signup.volunteers.models import (
+    ConsentEvent,
+    ConsentEventType,
+    Subscription,
+    Volunteer,
+    VolunteerStatus,
+)
+
+# The outcomes of calls counted in a volunteer's call_count (services.count_call ran for them).
+COUNTED_CALLS = (
+    CallOutcome.JOINED,
+    CallOutcome.REJOINED,
+    CallOutcome.REPEAT,
+    CallOutcome.OPTED_OUT,
+    CallOutcome.ALREADY_OPTED_OUT,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +116,49 @@ class Access:
                 select(Volunteer.phone).where(Volunteer.state.in_(self.states))
             )
         return clause
+
+    def derived(self) -> Derived:
+        """A volunteer's status, call count and times as this account sees them.
+
+        Limited to campaigns: worked out from those campaigns' subscriptions, calls and consent
+        events alone (active only while subscribed to one of them), so a person who left them
+        is not shown as active for a call to another. Otherwise the row's own columns.
+        """
+        if self.campaign_ids is None:
+            return Derived.stored()
+        ids = sorted(self.campaign_ids)
+        subs = (Subscription.volunteer_id == Volunteer.id, Subscription.campaign_id.in_(ids))
+        active = exists().where(*subs, Subscription.status == VolunteerStatus.ACTIVE)
+        status = case(
+            (active, VolunteerStatus.ACTIVE.value),
+            (Volunteer.status == VolunteerStatus.ACTIVE, VolunteerStatus.OPTED_OUT.value),
+            else_=Volunteer.status,
+        )
+        opted_out_at = case(
+            (active, None),
+            else_=select(func.max(Subscription.opted_out_at)).where(*subs).scalar_subquery(),
+        )
+        calls = (
+            Call.caller == Volunteer.phone,
+            Call.campaign_id.in_(ids),
+            Call.outcome.in_([o.value for o in COUNTED_CALLS]),
+        )
+        given = [ConsentEventType.GIVEN.value, ConsentEventType.REGIVEN.value]
+        consent_at = select(func.max(ConsentEvent.recorded_at)).where(
+            ConsentEvent.volunteer_id == Volunteer.id,
+            ConsentEvent.campaign_id.in_(ids),
+            ConsentEvent.event.in_(given),
+        )
+        return Derived(
+            status,
+            select(func.count()).where(*calls).scalar_subquery(),
+            select(func.min(Call.received_at)).where(*calls).scalar_subquery(),
+            select(func.max(Call.received_at)).where(*calls).scalar_subquery(),
+            consent_at.scalar_subquery(),
+            opted_out_at,
+            scoped=True,
+            subscribed=active,
+        )
 
     def sees_campaign(self, campaign_id: int) -> bool:
         """True when the account may see this campaign."""

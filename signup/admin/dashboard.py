@@ -82,7 +82,10 @@ def build(access: Access, timezone: str) -> Dashboard:
 
     scope = access.condition() & (Volunteer.status != VolunteerStatus.ERASED)
     calls_in_scope = access.calls_condition()
-    in_scope_messages = Message.volunteer_id.in_(select(Volunteer.id).where(scope))
+    # A message of a campaign beyond the scope is not counted, even to a person within it.
+    in_scope_messages = Message.volunteer_id.in_(
+        select(Volunteer.id).where(scope)
+    ) & access.campaign_condition(Message.campaign_id)
     sent_states = [MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.UNDELIVERED]
     board.funnel = [
         (
@@ -120,7 +123,7 @@ def build(access: Access, timezone: str) -> Dashboard:
             reads.scalar(
                 select(func.count())
                 .select_from(Volunteer)
-                .where(scope, Volunteer.status == VolunteerStatus.OPTED_OUT)
+                .where(scope, access.derived().status_is(VolunteerStatus.OPTED_OUT))
             )
             or 0,
         ),

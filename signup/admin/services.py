@@ -49,24 +49,29 @@ from signup.volunteers.models import (
 PAGE_SIZE = 50
 SORTS = ("joined", "oldest", "last_call")
 PINCODE_RE = re.compile(r"^[1-9]\d{5}$")
-LIST_COLUMNS = (
-    Volunteer.id,
-    Volunteer.phone,
-    Volunteer.name,
-    Volunteer.status,
-    Volunteer.call_count,
-    Volunteer.last_call_at,
-    Volunteer.state,
-    Volunteer.district,
-    Volunteer.created_at,
-)
+
+
+def list_columns(filters: VolunteerFilter) -> list[Any]:
+    """The list's columns: status, calls and last call as the asking account sees them."""
+    derived = filters.derived()
+    return [
+        Volunteer.id,
+        Volunteer.phone,
+        Volunteer.name,
+        derived.status.label("status"),
+        derived.call_count.label("call_count"),
+        derived.last_call_at.label("last_call_at"),
+        Volunteer.state,
+        Volunteer.district,
+        Volunteer.created_at,
+    ]
 
 
 @dataclass(slots=True)
 class Page:
     """One page of the volunteer list and the cursor of the next one."""
 
-    rows: list[Any]  # rows of LIST_COLUMNS
+    rows: list[Any]  # rows of list_columns
     campaigns: dict[int, list[str]]
     next_cursor: str | None
 
@@ -132,8 +137,8 @@ def list_page(
     """
     if sort not in SORTS:
         raise ValidationError(f"sort must be one of {', '.join(SORTS)}")
-    query = select(*LIST_COLUMNS).where(filters.condition())
-    last_call = last_call_sort_key(Volunteer.last_call_at)
+    query = select(*list_columns(filters)).where(filters.condition())
+    last_call = last_call_sort_key(filters.derived().last_call_at)
     if sort == "joined":
         query = query.order_by(Volunteer.id.desc())
         if cursor:
@@ -168,6 +173,7 @@ class History:
     """Everything the volunteer page shows about one person."""
 
     volunteer: Volunteer
+    seen: Any = None  # status, call_count and times as the account sees them (Access.derived)
     campaigns: list[tuple[Campaign, Subscription]] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
     messages: list[tuple[Message, str]] = field(default_factory=list)
@@ -196,7 +202,9 @@ def visible_volunteer(volunteer_id: int, access: Access, *, lock: bool = False) 
 def history(volunteer_id: int, access: Access) -> History:
     """The volunteer's campaigns, last calls and messages, and full consent history."""
     volunteer = visible_volunteer(volunteer_id, access)
+    figures = access.derived().labelled()
     result = History(volunteer)
+    result.seen = db.session.execute(select(*figures).where(Volunteer.id == volunteer.id)).one()
     in_scope = access.campaign_condition(Campaign.id)  # B's rows never reach a page of A's
     result.campaigns = [
         (c, s)

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import ColumnElement, select, true
+from sqlalchemy import ColumnElement, SQLColumnExpression, select, true
 
 from signup.campaigns.models import Campaign
 from signup.database import dialect_name, id_in
@@ -56,8 +56,60 @@ def number_ending(query: str) -> str | None:
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
+@dataclass(frozen=True, slots=True)
+class Derived:
+    """A volunteer's status, call counts and consent times as one account's scope sees them.
+
+    `scoped` is False when they are the volunteer row's own (global) columns, which the
+    export's stored cells hold; True when worked out from the scope's campaigns alone.
+    """
+
+    status: SQLColumnExpression[Any]
+    call_count: SQLColumnExpression[Any]
+    first_call_at: SQLColumnExpression[Any]
+    last_call_at: SQLColumnExpression[Any]
+    consent_at: SQLColumnExpression[Any]
+    opted_out_at: SQLColumnExpression[Any]
+    scoped: bool = False
+    subscribed: ColumnElement[bool] | None = None  # active in the scope: what `status` reads
+
+    def status_is(self, value: str) -> ColumnElement[bool]:
+        """`status == value`, written so that the planner can use the scope's semi-join.
+
+        The same rule as a scoped `status`: active when `subscribed`, else opted out if the
+        row says active, else the row's own status.
+        """
+        if self.subscribed is None:
+            return self.status == value
+        if value == VolunteerStatus.ACTIVE:
+            return self.subscribed
+        if value == VolunteerStatus.OPTED_OUT:
+            left = (VolunteerStatus.ACTIVE.value, VolunteerStatus.OPTED_OUT.value)
+            return ~self.subscribed & Volunteer.status.in_(left)
+        return ~self.subscribed & (Volunteer.status == value)
+
+    @classmethod
+    def stored(cls) -> Derived:
+        """The volunteer row's own columns: what an account limited to no campaign sees."""
+        v = Volunteer
+        return cls(
+            v.status, v.call_count, v.first_call_at, v.last_call_at, v.consent_at, v.opted_out_at
+        )
+
+    def labelled(self) -> list[ColumnElement[Any]]:
+        """The columns, each named as the volunteer row's column it stands for."""
+        return [getattr(self, name).label(name) for name in DERIVED]
+
+
+DERIVED = ("status", "call_count", "first_call_at", "last_call_at", "consent_at", "opted_out_at")
+
+
 class Scope(Protocol):
     """Limits what an account sees (signup.admin.access.Access)."""
+
+    def derived(self) -> Derived:
+        """The volunteer's per-scope status, counts and times."""
+        ...
 
     def condition(self) -> ColumnElement[bool]:
         """The WHERE clause for this account's volunteers."""
@@ -101,7 +153,7 @@ class VolunteerFilter:
             listed = [s.value for s in VolunteerStatus if s is not VolunteerStatus.ERASED]
             if self.status not in listed:
                 raise ValidationError(f"status must be one of {', '.join(listed)}")
-            clause = clause & (Volunteer.status == self.status)
+            clause = clause & self.derived().status_is(self.status)
         if self.campaign:
             campaign_id = db.session.scalar(
                 select(Campaign.id).where(Campaign.slug == self.campaign, self.campaigns_seen())
@@ -130,6 +182,10 @@ class VolunteerFilter:
                 )
                 clause = clause & Volunteer.name.ilike(pattern, escape="\\")
         return clause
+
+    def derived(self) -> Derived:
+        """The status, counts and times the asking account sees (Access.derived)."""
+        return Derived.stored() if self.scope is None else self.scope.derived()
 
     def campaigns_seen(self) -> ColumnElement[bool]:
         """The WHERE clause on Campaign.id for the campaigns the asking account sees."""
@@ -179,12 +235,7 @@ def iter_rows(filters: VolunteerFilter, timezone: str) -> Iterator[list[Any]]:
                 v.id,
                 v.phone,
                 v.name,
-                v.status,
-                v.call_count,
-                v.first_call_at,
-                v.last_call_at,
-                v.consent_at,
-                v.opted_out_at,
+                *filters.derived().labelled(),
                 v.state,
                 v.district,
                 v.pincode,
@@ -236,7 +287,8 @@ class CsvExport:
 
             yield (BOM + ",".join(COLUMNS) + "\n").encode()
             condition, seen = self.filters.condition(), self.filters.campaigns_seen()
-            for rows, block in copy_export(condition, self.timezone, seen):
+            derived = self.filters.derived()
+            for rows, block in copy_export(condition, self.timezone, seen, derived):
                 self.rows += rows
                 yield block
         else:

@@ -19,6 +19,9 @@ in two generated columns that PostgreSQL writes with the row (migration d41e7c9b
 the zone signup_csv_zone() names. When SIGNUP_TIMEZONE is that zone, each line is csv_head,
 the campaigns cell and csv_tail joined, copied as one binary text column (a CSV COPY would
 quote the line again); in any other zone the cells are formatted at export time as before.
+The stored cells hold the volunteer's global status, counts and times: an account limited to
+some campaigns sees those worked out from its campaigns alone (Access.derived), so its export
+is formatted at export time too.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ from sqlalchemy.sql.expression import Grouping
 
 from signup.campaigns.models import Campaign
 from signup.extensions import db
-from signup.volunteers.export import FORMULA_PREFIXES, safe_cell
+from signup.volunteers.export import FORMULA_PREFIXES, Derived, safe_cell
 from signup.volunteers.models import Subscription, Volunteer
 
 BLOCK = 256 * 1024  # bytes handed on at a time
@@ -80,21 +83,26 @@ class StoppedError(Exception):
 
 
 def copy_export(
-    condition: ColumnElement[bool], timezone: str, seen: ColumnElement[bool] | None = None
+    condition: ColumnElement[bool],
+    timezone: str,
+    seen: ColumnElement[bool] | None = None,
+    derived: Derived | None = None,
 ) -> Iterator[Block]:
     """The CSV rows (no header) of the volunteers matching `condition`, in id order, in blocks.
 
-    `seen` (on Campaign.id) limits the campaigns column to the asking account's campaigns.
+    `seen` (on Campaign.id) limits the campaigns column to the asking account's campaigns;
+    `derived` gives the status, counts and times it sees (the row's own by default).
     """
+    derived = derived or Derived.stored()
     bind = db.session.get_bind()
     if isinstance(bind, Engine) and not _has_written():
-        yield from _parallel(bind, condition, timezone, seen)
+        yield from _parallel(bind, condition, timezone, seen, derived)
         return
     # Rows this transaction wrote are invisible to other connections: copy on this one alone.
     raw = db.session.connection().connection.driver_connection
     assert isinstance(raw, psycopg.Connection)
     _settings(raw, timezone)
-    export = Export(raw, bind.dialect, condition, timezone, seen)
+    export = Export(raw, bind.dialect, condition, timezone, seen, derived)
     yield from read_copy(raw, export.sql(None, None), None, export.frame)
 
 
@@ -124,7 +132,11 @@ def _settings(raw: psycopg.Connection[Any], timezone: str) -> None:
 
 
 def _parallel(
-    engine: Engine, condition: ColumnElement[bool], timezone: str, seen: ColumnElement[bool] | None
+    engine: Engine,
+    condition: ColumnElement[bool],
+    timezone: str,
+    seen: ColumnElement[bool] | None,
+    derived: Derived,
 ) -> Iterator[Block]:
     """Copy id segments on STREAMS connections that share a snapshot; yield them in id order."""
     pooled = [engine.raw_connection() for _ in range(STREAMS)]
@@ -142,7 +154,7 @@ def _parallel(
         assert snapshot is not None
         for other in raws[1:]:
             _begin(other, timezone, str(snapshot[0]))
-        export = Export(first, engine.dialect, condition, timezone, seen)
+        export = Export(first, engine.dialect, condition, timezone, seen, derived)
         low, high = first.execute("SELECT min(id), max(id) FROM volunteers").fetchone() or (0, 0)
         queries = [export.sql(after, upto) for after, upto in segments(low, high)]
         readers = [
@@ -184,13 +196,16 @@ class Export:
         condition: ColumnElement[bool],
         timezone: str,
         seen: ColumnElement[bool] | None = None,
+        derived: Derived | None = None,
     ) -> None:
         self.raw = raw
         self.dialect = dialect
         self.condition = condition
         self.timezone = timezone
+        self.derived = derived or Derived.stored()
         self.campaigns = campaigns_in_slug_order(raw, dialect, seen)
-        self.stored = stored_cells_zone(raw) == timezone
+        # The stored cells are global: a scope's own status, counts and times are formatted here.
+        self.stored = not self.derived.scoped and stored_cells_zone(raw) == timezone
         self.frame = BINARY_FRAME if self.stored else 0  # bytes before each row's line
 
     def sql(self, after: int | None, upto: int | None) -> bytes:
@@ -198,7 +213,7 @@ class Export:
         if self.stored:
             query = stored_query(self.condition, self.campaigns, after, upto)
             return copy_sql(self.raw, self.dialect, query, "binary")
-        query = copy_query(self.condition, self.campaigns, self.timezone, after, upto)
+        query = copy_query(self.condition, self.campaigns, self.timezone, after, upto, self.derived)
         return copy_sql(self.raw, self.dialect, query, "csv")
 
 
@@ -538,10 +553,15 @@ def copy_query(
     timezone: str,
     after: int | None,
     upto: int | None,
+    derived: Derived | None = None,
 ) -> Select[Any]:
-    """The export of volunteers with after < id <= upto as one query whose columns are the CSV's."""
+    """The export of volunteers with after < id <= upto as one query whose columns are the CSV's.
+
+    `derived`: the status, counts and times the asking account sees (the row's own by default).
+    """
     suffix = offset_suffix(timezone)
     v = Volunteer
+    d = derived or Derived.stored()
     bounds, in_range = id_range(after, upto)
     if campaigns:
         slugs, per_volunteer = campaigns_column(campaigns, in_range)
@@ -550,13 +570,13 @@ def copy_query(
     query = select(
         v.phone.label("phone"),
         sql_text(v.name).label("name"),
-        sql_text(v.status).label("status"),
+        sql_text(d.status).label("status"),
         slugs.label("campaigns"),
-        v.call_count.label("call_count"),
-        sql_time(v.first_call_at, suffix).label("first_call_at"),
-        sql_time(v.last_call_at, suffix).label("last_call_at"),
-        sql_time(v.consent_at, suffix).label("consent_at"),
-        sql_time(v.opted_out_at, suffix).label("opted_out_at"),
+        d.call_count.label("call_count"),
+        sql_time(d.first_call_at, suffix).label("first_call_at"),
+        sql_time(d.last_call_at, suffix).label("last_call_at"),
+        sql_time(d.consent_at, suffix).label("consent_at"),
+        sql_time(d.opted_out_at, suffix).label("opted_out_at"),
         sql_text(v.state).label("state"),
         sql_text(v.district).label("district"),
         sql_text(v.pincode).label("pincode"),
