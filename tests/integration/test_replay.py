@@ -115,7 +115,7 @@ def sent_onboarding(client: FlaskClient) -> Message:
     process_all()
     message = db.session.scalars(select(Message)).one()
     message.status = MessageStatus.SENT
-    message.provider_message_id = "SM" + "5" * 32
+    message.provider, message.provider_message_id = "twilio", "SM" + "5" * 32
     db.session.flush()
     return message
 

@@ -241,6 +241,7 @@ def sent_message() -> Message:
 def as_twilio(message: Message) -> Message:
     """Give a message the console sender sent a Twilio id, as Twilio's status callbacks carry."""
     assert message.provider_message_id is not None
+    message.provider = "twilio"  # reports apply only to the reporting provider's messages
     message.provider_message_id = twilio_sid(f"SM{message.provider_message_id}")
     db.session.flush()
     return message
