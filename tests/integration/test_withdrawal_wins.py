@@ -1,13 +1,17 @@
 """Withdrawal always wins: after any sequence of consent actions, the last withdrawal stands.
 
 Random sequences of joins (some replayed late, as from the spool), floods, calls to the opt-out
-number, STOP/START replies, carrier opt-outs (Twilio 21610), erasures and imported people run
-through the real webhook services and Celery tasks on PostgreSQL, processed in every way calls
-can be: one batch, one by one, a failing batch that falls back, part of the backlog left for
-later, out of order; with sends in and out of quiet hours between them. After every step, each
-person and campaign whose last consent action was a withdrawal that has been applied is opted
-out, with a `withdrawn` event after their last join; at the end nothing but the withdrawal's
-own confirmation was sent to them after it.
+number, STOP/START replies (also full-width or with invisible characters), Twilio's own
+opt-outs (OptOutType STOP/START/HELP, whatever the body), carrier opt-outs (Twilio 21610),
+erasures, imports (also after a withdrawal) and blackouts run through the real webhook services
+and Celery tasks on PostgreSQL, processed in every way calls can be: one batch, one by one, a
+failing batch that falls back, part of the backlog left for later, out of order; with sends in
+and out of quiet hours between them. After every step, each person and campaign whose last
+consent action was a withdrawal that has been applied is opted out, with a `withdrawn` event
+after their last join; every opted-out person has their withdrawal in the ledger, and nobody who
+withdrew is imported reachable. Every SMS sent agreed with the consent state when it went (a
+confirmation only of the current withdrawal, nothing else while withdrawn), and at the end
+nothing but the withdrawal's own confirmation was sent to them after it.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from signup.messaging.models import Message, MessageKind, MessageStatus
 from signup.messaging.providers import OutboundSms, SendError, SendResult
 from signup.messaging.ratelimit import LocalRateLimiter
 from signup.messaging.tasks import send_message
-from signup.volunteers import bulk, erasure
+from signup.volunteers import bulk, erasure, importer
 from signup.volunteers import services as vservices
 from signup.volunteers.models import (
     ConsentChannel,
@@ -62,14 +66,16 @@ NEVER = 2**62  # a non-call action at the same moment as a call comes after it
 
 # One action: ("join", person, campaign, seconds_late) | ("flood", person, campaign, calls) |
 # ("optout", person, campaign) | ("stop", person) | ("start", person) | ("carrier_stop", person)
-# | ("erase", person) | ("import", person) | ("process", mode, seed) | ("send", quiet).
+# | ("erase", person) | ("import", person) | ("process", mode, seed) | ("send", quiet)
+# | ("provider", person, OptOutType, body) | ("blackout", campaign, minutes).
 people = st.sampled_from(PEOPLE[:2])
+STOP_BODIES = ["STOP", "ＳＴＯＰ", "stop\u200b", "\u2060Stop", "बंद करो"]
 slugs = st.sampled_from(sorted(CAMPAIGNS))
 BUILDERS: dict[str, st.SearchStrategy[tuple[Any, ...]]] = {
     "join": st.tuples(st.just("join"), people, slugs, st.sampled_from([0, 0, 0, 5, 120])),
     "flood": st.tuples(st.just("flood"), people, slugs, st.integers(2, 5)),
     "optout": st.tuples(st.just("optout"), people, slugs),
-    "stop": st.tuples(st.just("stop"), people),
+    "stop": st.tuples(st.just("stop"), people, st.sampled_from(STOP_BODIES)),
     "start": st.tuples(st.just("start"), people),
     "carrier_stop": st.tuples(st.just("carrier_stop"), people),
     "erase": st.tuples(st.just("erase"), people),
@@ -80,6 +86,13 @@ BUILDERS: dict[str, st.SearchStrategy[tuple[Any, ...]]] = {
         st.integers(0, 2**16),
     ),
     "send": st.tuples(st.just("send"), st.booleans()),
+    "provider": st.tuples(
+        st.just("provider"),
+        people,
+        st.sampled_from(["STOP", "START", "HELP"]),
+        st.sampled_from(["ARRET", "please no more", "STOP", "START", "HELP"]),
+    ),
+    "blackout": st.tuples(st.just("blackout"), slugs, st.sampled_from([1, 30, 120])),
 }
 # Joins, opt-outs and processing most often; the rarer actions now and then.
 KINDS = ["join"] * 5 + ["optout"] * 3 + ["process"] * 4 + ["send"] * 2 + sorted(BUILDERS)
@@ -152,6 +165,45 @@ def world(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sender]:
 @example(  # issue 16, finding 10: a flood, then a call to the opt-out number
     sequence=[(("flood", PEOPLE[0], "a", 5), 1), (("optout", PEOPLE[0], "a"), 1)]
 )
+@example(  # a re-join inside a blackout: "you have left" must not follow the welcome back
+    sequence=[
+        (("join", PEOPLE[0], "a", 0), 1),
+        (("process", "batch", 0), 1),
+        (("send", False), 1),
+        (("blackout", "a", 30), 1),
+        (("optout", PEOPLE[0], "a"), 1),
+        (("process", "batch", 0), 1),
+        (("join", PEOPLE[0], "a", 0), 1),
+        (("process", "batch", 0), 1),
+    ]
+)
+@example(  # the same with quiet hours and Twilio's own START (OptOutType) as the re-join
+    sequence=[
+        (("join", PEOPLE[0], "a", 0), 1),
+        (("process", "singly", 0), 1),
+        (("optout", PEOPLE[0], "a"), 1),
+        (("process", "singly", 0), 1),
+        (("send", True), 1),
+        (("provider", PEOPLE[0], "START", "please"), 1),
+        (("send", True), 1),
+    ]
+)
+@example(  # a stranger's STOP and opt-out call, then an organiser's list names them
+    sequence=[
+        (("stop", PEOPLE[0], "ＳＴＯＰ"), 1),
+        (("optout", PEOPLE[1], "b"), 1),
+        (("process", "batch", 0), 1),
+        (("import", PEOPLE[0]), 1),
+        (("import", PEOPLE[1]), 1),
+    ]
+)
+@example(  # an imported person's provider opt-out is in the ledger
+    sequence=[
+        (("import", PEOPLE[0]), 1),
+        (("provider", PEOPLE[0], "STOP", "ARRET"), 1),
+        (("send", False), 1),
+    ]
+)
 def test_the_last_withdrawal_always_stands(
     world: Sender, app: Flask, monkeypatch: pytest.MonkeyPatch, sequence: list[Any]
 ) -> None:
@@ -216,9 +268,24 @@ class Run:
         keywords.handle_reply(keywords.Reply("twilio", sid, person, body))
         db.session.commit()
 
-    def _stop(self, person: str) -> None:
-        self._reply(person, "STOP")
+    def _stop(self, person: str, body: str = "STOP") -> None:
+        self._reply(person, body)
         self._everywhere(person, withdrawal=True)
+
+    def _provider(self, person: str, opt_out_type: str, body: str) -> None:
+        """Twilio's Advanced Opt-Out matched (OptOutType): the field decides, not the body."""
+        sid = f"SM{next(self.sids):032x}"
+        reply = keywords.Reply("twilio", sid, person, body, provider_keyword=opt_out_type)
+        keywords.handle_reply(reply)
+        db.session.commit()
+        if opt_out_type != "HELP":
+            self._everywhere(person, withdrawal=opt_out_type == "STOP")
+
+    def _blackout(self, slug: str, minutes: int) -> None:
+        """A blackout on one campaign from now: its SMS wait until it ends."""
+        end = self.now + timedelta(minutes=minutes)
+        campaigns.add_blackout(self.campaigns[slug], starts_at=self.now, ends_at=end)
+        db.session.commit()
 
     def _start(self, person: str) -> None:
         self._reply(person, "START")
@@ -243,10 +310,9 @@ class Run:
         self._everywhere(person, withdrawal=True)
 
     def _import(self, person: str) -> None:
-        """An organiser's list names them: imported, no consent (as the importer writes it)."""
-        if db.session.scalar(select(Volunteer.id).where(Volunteer.phone == person)) is None:
-            db.session.add(Volunteer(phone=person, status=VolunteerStatus.IMPORTED, call_count=0))
-            db.session.commit()
+        """An organiser's list names them: merged by the importer (no consent given here)."""
+        importer.merge([importer.ImportRow(2, person, name="On a list")])
+        db.session.commit()
 
     def _process(self, mode: str, seed: int) -> None:
         pending = list(
@@ -305,6 +371,7 @@ class Run:
             for message_id in due:
                 if send_message.run(message_id) == MessageStatus.SENT:
                     self.sent[message_id] = self.step
+                    self._check_sent_agrees(message_id)
             for event_id, (person, slug) in self._provider_withdrawals().items():
                 if event_id not in before:
                     self.model.act(person, slug, (self.now, NEVER), True)
@@ -318,15 +385,62 @@ class Run:
         rows = db.session.execute(
             select(ConsentEvent.id, Volunteer.phone, ConsentEvent.campaign_id)
             .join(Volunteer, Volunteer.id == ConsentEvent.volunteer_id)
-            .where(ConsentEvent.channel == ConsentChannel.PROVIDER)
+            .where(
+                ConsentEvent.channel == ConsentChannel.PROVIDER,
+                ConsentEvent.message_id.is_not(None),  # a send's 21610, not an OptOutType
+            )
         )
         return {event_id: (phone, slug_of[campaign_id]) for event_id, phone, campaign_id in rows}
 
     # --- what must hold ----------------------------------------------------------------------
 
+    def _check_sent_agrees(self, message_id: int) -> None:
+        """An SMS just sent agrees with its subscription now: a confirmation of the current
+        withdrawal (not one a re-join or a later withdrawal superseded), anything else only
+        while subscribed."""
+        db.session.expire_all()
+        message = db.session.get(Message, message_id)
+        assert message is not None
+        sub = db.session.scalar(
+            select(Subscription).where(
+                Subscription.volunteer_id == message.volunteer_id,
+                Subscription.campaign_id == message.campaign_id,
+            )
+        )
+        state = (message.kind, message.round, sub and (sub.status, sub.withdrawals))
+        if message.kind == MessageKind.OPTOUT_CONFIRMATION:
+            assert sub is not None and sub.status == VolunteerStatus.OPTED_OUT, state
+            assert sub.withdrawals == message.round, state
+        else:
+            assert sub is not None and sub.status == VolunteerStatus.ACTIVE, state
+
+    def check_ledger(self) -> None:
+        """Every withdrawal is in the ledger, and nobody who withdrew is imported reachable."""
+        erased = Volunteer.status == VolunteerStatus.ERASED  # their ledger says `erased`
+        for volunteer in db.session.scalars(select(Volunteer).where(~erased)):
+            withdrawn = {
+                campaign_id
+                for (campaign_id,) in db.session.execute(
+                    select(ConsentEvent.campaign_id).where(
+                        ConsentEvent.volunteer_id == volunteer.id,
+                        ConsentEvent.event == ConsentEventType.WITHDRAWN,
+                    )
+                )
+            }
+            if volunteer.status == VolunteerStatus.OPTED_OUT:
+                assert withdrawn, (volunteer.phone, "opted out without a ledger row")
+            for sub in db.session.scalars(
+                select(Subscription).where(Subscription.volunteer_id == volunteer.id)
+            ):
+                if sub.status == VolunteerStatus.OPTED_OUT:
+                    assert sub.campaign_id in withdrawn, (volunteer.phone, sub.campaign_id)
+            if any(person == volunteer.phone for person, _ in self.model.withdrawn()):
+                assert volunteer.status != VolunteerStatus.IMPORTED, volunteer.phone
+
     def check_state(self) -> None:
         """Every applied last withdrawal is in force: opted out, the ledger ending in it."""
         db.session.expire_all()
+        self.check_ledger()
         for (person, slug), _ in self.model.withdrawn().items():
             campaign_id = self.campaigns[slug].id
             volunteer = db.session.scalar(select(Volunteer).where(Volunteer.phone == person))
