@@ -783,7 +783,10 @@ def test_a_call_to_the_opt_out_number_is_never_given_up(monkeypatch: pytest.Monk
 
 
 @pytest.mark.usefixtures("at_ten")
-@pytest.mark.parametrize("source", ["stop_reply", *(f"opt_out_call-{path}" for path in PATHS)])
+@pytest.mark.parametrize(
+    "source",
+    ["stop_reply", "provider_stop", *(f"opt_out_call-{path}" for path in PATHS)],
+)
 def test_an_imported_person_who_asks_to_leave_is_opted_out(
     monkeypatch: pytest.MonkeyPatch, source: str
 ) -> None:
@@ -793,11 +796,77 @@ def test_an_imported_person_who_asks_to_leave_is_opted_out(
     db.session.flush()
     if source == "stop_reply":
         keywords.handle_reply(keywords.Reply("twilio", "SM1", MOBILE, "STOP"))
+    elif source == "provider_stop":
+        reply = keywords.Reply("twilio", "SM1", MOBILE, "ARRET", provider_keyword="STOP")
+        keywords.handle_reply(reply)
     else:
         _apply(source.split("-")[1], [_record(OPTOUT, START)], monkeypatch)
-        assert _last_event() == ConsentEventType.WITHDRAWN
     db.session.expire_all()
     volunteer = db.session.scalar(select(Volunteer).where(Volunteer.phone == MOBILE))
     assert volunteer is not None and volunteer.status == VolunteerStatus.OPTED_OUT
     assert volunteer.opted_out_at is not None
     assert not db.session.scalar(select(func.count()).select_from(Message))
+    assert _last_event() == ConsentEventType.WITHDRAWN  # every withdrawal is in the ledger
+
+
+def _rejoin(source: str) -> None:
+    """The person joins again now, through `source`."""
+    if source == "missed_call":
+        calls.process_call(_record(NUMBER, START + timedelta(minutes=1)))
+    else:
+        provider_keyword = "START" if source == "provider_start" else None
+        reply = keywords.Reply("twilio", "SM2", MOBILE, "START", provider_keyword=provider_keyword)
+        keywords.handle_reply(reply)
+    db.session.flush()
+
+
+def _send_everything_at(app: Flask, at: datetime) -> dict[str, list[tuple[int, str]]]:
+    """Send every message as the relay would at `at`; (round, status) of each, by kind."""
+    clock.set_clock(lambda: at)
+    app.config["SMS_QUIET_HOURS"] = "off"
+    for message in db.session.scalars(select(Message).order_by(Message.id)).all():
+        send_message.run(message.id)
+    db.session.expire_all()
+    found: dict[str, list[tuple[int, str]]] = {}
+    for message in db.session.scalars(select(Message).order_by(Message.round)):
+        found.setdefault(message.kind, []).append((message.round, message.status))
+    return found
+
+
+@pytest.mark.usefixtures("at_ten")
+@pytest.mark.parametrize("hold", ["quiet_hours", "blackout"])
+@pytest.mark.parametrize("source", ["missed_call", "start_reply", "provider_start"])
+def test_a_confirmation_superseded_by_a_rejoin_is_never_sent(
+    app: Flask, world: Sender, source: str, hold: str
+) -> None:
+    """Joined, left while SMS were held, joined again: when the hold ends, the welcome goes and
+    the stale "you have left" does not (as a withdrawal drops a waiting welcome)."""
+    jan = campaign()
+    calls.process_call(_record(NUMBER, START - timedelta(hours=1)))
+    _send_everything_at(app, START - timedelta(minutes=50))  # the first welcome goes
+    if hold == "quiet_hours":
+        app.config["SMS_QUIET_HOURS"] = QUIET
+    else:
+        campaigns.add_blackout(jan, starts_at=START, ends_at=START + timedelta(hours=1))
+    calls.process_call(_record(OPTOUT, START))
+    _rejoin(source)
+    sent = _send_everything_at(app, START + timedelta(hours=3))
+    assert sent[MessageKind.OPTOUT_CONFIRMATION] == [(1, MessageStatus.FAILED)]
+    assert (MessageStatus.SENT) in {status for _, status in sent[MessageKind.ONBOARDING]}
+    assert _subscription_status() == VolunteerStatus.ACTIVE
+
+
+@pytest.mark.usefixtures("at_ten")
+def test_only_the_current_withdrawals_confirmation_is_sent(app: Flask, world: Sender) -> None:
+    """Left, joined, left again while SMS were held: one "you have left", the current one."""
+    app.config["SMS_QUIET_HOURS"] = QUIET
+    campaign()
+    calls.process_call(_record(NUMBER, START - timedelta(hours=1)))
+    calls.process_call(_record(OPTOUT, START))
+    calls.process_call(_record(NUMBER, START + timedelta(minutes=1)))
+    calls.process_call(_record(OPTOUT, START + timedelta(minutes=2)))
+    sent = _send_everything_at(app, START + timedelta(hours=3))
+    assert sent[MessageKind.OPTOUT_CONFIRMATION] == [
+        (1, MessageStatus.FAILED),
+        (2, MessageStatus.SENT),
+    ]
