@@ -217,6 +217,8 @@ def handle_reply(reply: Reply) -> list[int]:
     # from counting twice.
     erased = volunteer is None and erasure.is_suppressed(phone.e164)
     inbound_id = _record(reply, None if erased else phone.e164, word)
+    if erased and inbound_id is not None and word is Keyword.STOP:
+        erasure.withdraw_suppressed(phone.e164)
     if inbound_id is None or volunteer is None:
         return []
     wanted = VolunteerStatus.OPTED_OUT if word is Keyword.START else VolunteerStatus.ACTIVE

@@ -204,6 +204,15 @@ def world(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sender]:
         (("send", False), 1),
     ]
 )
+@example(  # an erased person's STOP outranks their join still waiting (found by this test)
+    sequence=[
+        (("join", PEOPLE[0], "a", 0), 0),
+        (("import", PEOPLE[0]), 0),
+        (("erase", PEOPLE[0]), 0),
+        (("join", PEOPLE[0], "a", 0), 1),
+        (("stop", PEOPLE[0], "STOP"), 0),
+    ]
+)
 def test_the_last_withdrawal_always_stands(
     world: Sender, app: Flask, monkeypatch: pytest.MonkeyPatch, sequence: list[Any]
 ) -> None:
@@ -870,3 +879,21 @@ def test_only_the_current_withdrawals_confirmation_is_sent(app: Flask, world: Se
         (1, MessageStatus.FAILED),
         (2, MessageStatus.SENT),
     ]
+
+
+@pytest.mark.usefixtures("at_ten")
+@pytest.mark.parametrize("path", PATHS)
+def test_an_erased_persons_stop_supersedes_their_waiting_join(
+    monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    """Erased, then a call still waiting, then STOP (kept without the number): the STOP is the
+    later withdrawal, so that call never re-adds them."""
+    campaign()
+    calls.process_call(_record(NUMBER, START - timedelta(hours=1)))
+    _withdraw("erasure")  # at START
+    stale = _record(NUMBER, START + timedelta(seconds=5))  # called again: left pending
+    clock.set_clock(lambda: START + timedelta(seconds=10))
+    keywords.handle_reply(keywords.Reply("twilio", "SM9", MOBILE, "STOP"))
+    _apply(path, [stale], monkeypatch)
+    assert db.session.get(Call, stale).outcome == CallOutcome.SUPERSEDED  # type: ignore[union-attr]
+    assert _subscription_status() is None
