@@ -295,8 +295,8 @@ def _latest_withdrawals(callers: list[str], since: datetime) -> dict[_Key, tuple
             ConsentEvent.recorded_at >= since,
         )
     )
-    for phone, campaign_id, recorded_at in opt_outs:
-        note((phone, campaign_id), (recorded_at, _WINS_TIES))
+    for phone, event_campaign_id, recorded_at in opt_outs:  # None: every campaign
+        note((phone, event_campaign_id), (recorded_at, _WINS_TIES))
     hashes = {erasure.phone_hash(caller): caller for caller in callers}
     erased = db.session.execute(
         select(Suppression.phone_hash, Suppression.created_at).where(

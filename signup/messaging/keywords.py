@@ -133,10 +133,19 @@ WORDS: dict[Keyword, frozenset[str]] = {
 HELP_INTERVAL = timedelta(hours=24)  # at most one help answer a day per campaign
 
 
+def _plain(body: str) -> str:
+    """The text as a person reads it: compatibility forms folded (NFKC), format characters gone.
+
+    Full-width letters (U+FF33…) read as STOP and a zero-width space or joiner is invisible, so
+    neither may hide a keyword from the match.
+    """
+    text = unicodedata.normalize("NFKC", body)
+    return "".join(char for char in text if unicodedata.category(char) != "Cf")
+
+
 def keyword(body: str) -> Keyword | None:
     """The keyword a message consists of, or None."""
-    text = unicodedata.normalize("NFC", body)
-    text = re.sub(r"\s+", " ", text).strip().strip(".!?।").strip().upper()
+    text = re.sub(r"\s+", " ", _plain(body)).strip().strip(".!?।").strip().upper()
     for kind, words in WORDS.items():
         if text in words:
             return kind
@@ -151,7 +160,31 @@ class Reply:
     provider_message_id: str
     from_raw: str
     body: str
-    handled_by_provider: bool = False  # Twilio's OptOutType: it already answered the sender
+    # Twilio's OptOutType (STOP, START or HELP): its Advanced Opt-Out matched a keyword of its
+    # own (ARRET, free text…) and already answered the sender; the field decides, not the body.
+    provider_keyword: str | None = None
+
+    @property
+    def handled_by_provider(self) -> bool:
+        """True when the provider already answered the sender: we send nothing back."""
+        return bool(self.provider_keyword)
+
+    def provider_meaning(self) -> Keyword | None:
+        """The provider's verdict, if it gave one we know (a value Twilio adds later is not)."""
+        try:
+            return Keyword((self.provider_keyword or "").strip().lower())
+        except ValueError:
+            return None
+
+    def meaning(self) -> Keyword | None:
+        """What the reply asks for: the provider's verdict when it gave one, else our keyword."""
+        return self.provider_meaning() or keyword(self.body)
+
+    def channel(self) -> ConsentChannel:
+        """The ledger's channel: `provider` when the provider's opt-out decided."""
+        if self.provider_meaning() is not None:
+            return ConsentChannel.PROVIDER
+        return ConsentChannel.SMS_KEYWORD
 
 
 def _record(reply: Reply, sender: str | None, word: Keyword | None) -> int | None:
@@ -172,7 +205,7 @@ def _record(reply: Reply, sender: str | None, word: Keyword | None) -> int | Non
 
 def handle_reply(reply: Reply) -> list[int]:
     """Apply a keyword reply to the sender's campaigns; returns message ids to publish."""
-    word = keyword(reply.body)
+    word = reply.meaning()
     phone = normalise(reply.from_raw)
     if word is None or phone.e164 is None:
         return []
@@ -184,6 +217,8 @@ def handle_reply(reply: Reply) -> list[int]:
     # from counting twice.
     erased = volunteer is None and erasure.is_suppressed(phone.e164)
     inbound_id = _record(reply, None if erased else phone.e164, word)
+    if erased and inbound_id is not None and word is Keyword.STOP:
+        erasure.withdraw_suppressed(phone.e164)
     if inbound_id is None or volunteer is None:
         return []
     wanted = VolunteerStatus.OPTED_OUT if word is Keyword.START else VolunteerStatus.ACTIVE
@@ -192,11 +227,10 @@ def handle_reply(reply: Reply) -> list[int]:
         .join(Subscription, Subscription.campaign_id == Campaign.id)
         .where(Subscription.volunteer_id == volunteer.id, Subscription.status == wanted)
     ).all()
-    evidence = volunteers.Evidence(ConsentChannel.SMS_KEYWORD, inbound_message_id=inbound_id)
+    evidence = volunteers.Evidence(reply.channel(), inbound_message_id=inbound_id)
     to_send: list[int] = []
     if word is Keyword.STOP:
-        volunteers.withdraw_imported(volunteer)  # on a list, never joined: now refused too
-        db.session.flush()
+        volunteers.withdraw_imported(volunteer, evidence)  # on a list, never joined: refused too
     for campaign in campaigns:
         if word is Keyword.STOP:
             # Nothing goes back: sending to a number that just said STOP gives Twilio 21610.

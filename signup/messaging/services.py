@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app, has_app_context
-from sqlalchemy import bindparam, exists, func, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 
 from signup import clock
 from signup import database as dbx
@@ -230,25 +230,32 @@ def _defer_campaign(message_ids: list[int], campaign_id: int, until: datetime) -
 
 
 def _drop_withdrawn(message_ids: list[int], at: datetime) -> None:
-    """Fail the claimable messages among these whose subscription is no longer active.
+    """Fail the claimable messages among these that contradict the latest consent state.
 
     A withdrawal stops every SMS of that campaign but its own confirmation at once, also one
-    created before it that waits for quiet hours, a blackout, a retry or the broker.
+    created before it that waits for quiet hours, a blackout, a retry or the broker; and a
+    confirmation is stale once a re-join (or a later withdrawal) superseded its withdrawal:
+    only the confirmation of the current withdrawal (its round) goes.
     """
     table = MESSAGES
-    active = exists().where(
+    current = exists().where(
         Subscription.volunteer_id == table.c.volunteer_id,
         Subscription.campaign_id == table.c.campaign_id,
-        Subscription.status == VolunteerStatus.ACTIVE,
+        or_(
+            and_(
+                table.c.kind != MessageKind.OPTOUT_CONFIRMATION,
+                Subscription.status == VolunteerStatus.ACTIVE,
+            ),
+            and_(
+                table.c.kind == MessageKind.OPTOUT_CONFIRMATION,
+                Subscription.status == VolunteerStatus.OPTED_OUT,
+                Subscription.withdrawals == table.c.round,
+            ),
+        ),
     )
     dropped = db.session.execute(
         update(table)
-        .where(
-            table.c.id.in_(message_ids),
-            table.c.status.in_(CLAIMABLE),
-            table.c.kind != MessageKind.OPTOUT_CONFIRMATION,
-            ~active,
-        )
+        .where(table.c.id.in_(message_ids), table.c.status.in_(CLAIMABLE), ~current)
         .values(status=MessageStatus.FAILED, error_message=WITHDRAWN_ERROR, updated_at=at)
         .returning(table.c.id)
     ).all()

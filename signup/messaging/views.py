@@ -95,7 +95,7 @@ def twilio_inbound_sms() -> Response:
             provider_message_id=_message_id(form.getlist("MessageSid"), MESSAGE_SID, "twilio"),
             from_raw=form.get("From", "")[:64],
             body=form.get("Body", "")[:1600],
-            handled_by_provider=bool(form.get("OptOutType")),
+            provider_keyword=form.get("OptOutType", "")[:16] or None,
         )
     )
     return Response(EMPTY_TWIML, status=200, mimetype="text/xml")

@@ -182,6 +182,19 @@ def is_suppressed(e164: str) -> bool:
     return bool(suppressed([e164]))
 
 
+def withdraw_suppressed(e164: str) -> None:
+    """A STOP from an erased number is a withdrawal made now, kept without the number.
+
+    Its suppression is dated now (and marked opted out), so a join the person made before it
+    that is still waiting (calls.services.superseded_joins) is superseded, as by any withdrawal.
+    """
+    db.session.execute(
+        update(Suppression)
+        .where(Suppression.phone_hash == phone_hash(e164))
+        .values(created_at=clock.now(), opted_out=True)
+    )
+
+
 def lift(e164: str) -> None:
     """A new missed call is new consent: the number is no longer suppressed."""
     db.session.execute(delete(Suppression).where(Suppression.phone_hash == phone_hash(e164)))

@@ -1,7 +1,9 @@
 """Import organisers' existing lists (CSV or XLSX): check every row, preview, then merge.
 
 Imported people get status `imported` and no SMS: they have not given consent here. A number
-Excel has turned into `9.19911E+11` has lost digits and is refused, never guessed.
+Excel has turned into `9.19911E+11` has lost digits and is refused, never guessed. Someone who
+already asked us to leave (a STOP reply, a provider opt-out, a call to an opt-out number) before
+being on any list is imported `opted_out`, their withdrawal in the consent ledger.
 """
 
 from __future__ import annotations
@@ -16,14 +18,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from signup import clock
+from signup.calls.models import Call, CallOutcome
 from signup.errors import ValidationError
 from signup.extensions import db
+from signup.messaging.keywords import Keyword
+from signup.messaging.models import InboundMessage
 from signup.phones import normalise
 from signup.volunteers import erasure, places
-from signup.volunteers.models import Volunteer, VolunteerStatus
+from signup.volunteers import services as volunteers
+from signup.volunteers.models import ConsentChannel, Volunteer, VolunteerStatus
 
 # Bounds on an untrusted file, checked before and while it is read (off the request path).
 MAX_ROWS = 50_000  # rows under the header, blank ones included
@@ -326,6 +332,7 @@ def merge(rows: list[ImportRow]) -> MergeResult:
     good = [row for row in good if row.phone not in erased]
     created = updated = 0
     now = clock.now()
+    withdrawn = earlier_withdrawals([row.phone for row in good if row.phone not in existing])
     for row in good:
         volunteer = existing.get(row.phone or "")
         details = {
@@ -334,16 +341,18 @@ def merge(rows: list[ImportRow]) -> MergeResult:
             if k in ("name", "state", "district", "pincode", "language") and v
         }
         if volunteer is None:
-            db.session.add(
-                Volunteer(
-                    phone=row.phone,
-                    status=VolunteerStatus.IMPORTED,
-                    call_count=0,
-                    created_at=now,
-                    updated_at=now,
-                    **details,
-                )
+            volunteer = Volunteer(
+                phone=row.phone,
+                status=VolunteerStatus.IMPORTED,
+                call_count=0,
+                created_at=now,
+                updated_at=now,
+                **details,
             )
+            db.session.add(volunteer)
+            if row.phone in withdrawn:
+                db.session.flush()  # the ledger row needs the volunteer's id
+                volunteers.withdraw_imported(volunteer, withdrawn[row.phone or ""])
             created += 1
         else:
             blanks = {k: v for k, v in details.items() if not getattr(volunteer, k)}
@@ -352,3 +361,34 @@ def merge(rows: list[ImportRow]) -> MergeResult:
             updated += bool(blanks)
     db.session.flush()
     return MergeResult(created, updated, len(rows) - created - updated)
+
+
+def earlier_withdrawals(phones: list[str | None]) -> dict[str, volunteers.Evidence]:
+    """The recorded withdrawal of each number not yet a volunteer: a STOP or an opt-out call.
+
+    Both are kept by number when the sender is nobody's volunteer (inbound_messages.sender, the
+    call's caller with outcome `not_a_volunteer`), so an import cannot make them reachable.
+    """
+    numbers = sorted({phone for phone in phones if phone})
+    if not numbers:
+        return {}
+    found: dict[str, volunteers.Evidence] = {}
+    calls = db.session.execute(
+        select(Call.caller, func.max(Call.id))
+        .where(Call.caller.in_(numbers), Call.outcome == CallOutcome.NOT_A_VOLUNTEER)
+        .group_by(Call.caller)
+    )
+    for caller, call_id in calls:
+        assert caller is not None
+        found[caller] = volunteers.Evidence(ConsentChannel.OPTOUT_CALL, call_id=call_id)
+    stops = db.session.execute(
+        select(InboundMessage.sender, func.max(InboundMessage.id))
+        .where(InboundMessage.sender.in_(numbers), InboundMessage.keyword == Keyword.STOP)
+        .group_by(InboundMessage.sender)
+    )
+    for sender, inbound_id in stops:
+        assert sender is not None
+        found[sender] = volunteers.Evidence(
+            ConsentChannel.SMS_KEYWORD, inbound_message_id=inbound_id
+        )
+    return found

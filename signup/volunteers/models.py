@@ -106,13 +106,14 @@ class ConsentEvent(db.Model):  # type: ignore[name-defined]
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     volunteer_id: Mapped[int] = mapped_column(ForeignKey("volunteers.id"), index=True)
-    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    # None: a withdrawal of someone in no campaign (imported, never joined)
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"))
     event: Mapped[str] = mapped_column(String(16))
     channel: Mapped[str] = mapped_column(String(24))
     call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"))
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
     inbound_message_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_messages.id"))
-    notice_version: Mapped[int] = mapped_column()
+    notice_version: Mapped[int | None] = mapped_column()  # None with no campaign
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
 
 

@@ -151,18 +151,19 @@ def _locked_subscription(volunteer: Volunteer, campaign: Campaign) -> Subscripti
 
 
 def _record_consent(
-    volunteer: Volunteer, campaign: Campaign, kind: ConsentEventType, evidence: Evidence
+    volunteer: Volunteer, campaign: Campaign | None, kind: ConsentEventType, evidence: Evidence
 ) -> None:
+    """Append one ledger row; a withdrawal outside every campaign has no campaign."""
     db.session.add(
         ConsentEvent(
             volunteer_id=volunteer.id,
-            campaign_id=campaign.id,
+            campaign_id=campaign.id if campaign is not None else None,
             event=kind,
             channel=evidence.channel,
             call_id=evidence.call_id,
             message_id=evidence.message_id,
             inbound_message_id=evidence.inbound_message_id,
-            notice_version=campaign.notice_version,
+            notice_version=campaign.notice_version if campaign is not None else None,
             recorded_at=clock.now(),
         )
     )
@@ -219,10 +220,8 @@ def opt_out(
     sub = _locked_subscription(volunteer, campaign)
     change = Change(volunteer)
     if sub is None or sub.status != VolunteerStatus.ACTIVE:
-        if withdraw_imported(volunteer):
+        if withdraw_imported(volunteer, evidence, campaign):
             change.consent = ConsentEventType.WITHDRAWN
-            _record_consent(volunteer, campaign, ConsentEventType.WITHDRAWN, evidence)
-            db.session.flush()
         return change
     sub.status = VolunteerStatus.OPTED_OUT
     sub.opted_out_at = clock.now()
@@ -240,15 +239,20 @@ def opt_out(
     return change
 
 
-def withdraw_imported(volunteer: Volunteer) -> bool:
+def withdraw_imported(
+    volunteer: Volunteer, evidence: Evidence, campaign: Campaign | None = None
+) -> bool:
     """An imported person (on an organiser's list, never joined) who asks to leave is opted out.
 
-    They have no subscription to withdraw, so their status carries the refusal; True if it did.
+    They have no subscription to withdraw, so their status carries the refusal, and the ledger
+    its evidence (with the campaign they reached, if any); True if it did.
     """
     if volunteer.status != VolunteerStatus.IMPORTED:
         return False
     volunteer.status = VolunteerStatus.OPTED_OUT
     volunteer.opted_out_at = clock.now()
+    _record_consent(volunteer, campaign, ConsentEventType.WITHDRAWN, evidence)
+    db.session.flush()
     return True
 
 

@@ -252,8 +252,22 @@ def test_every_keyword_counts_however_it_is_typed(kind: Keyword) -> None:
     for word in WORDS[kind]:
         for typed in (word, word.lower(), word.title(), f"  {word}. ", f"{word}!", f"{word}।"):
             assert keyword(typed) is kind, typed
+        for disguised in _disguises(word):  # looks the same on a phone: counts the same
+            assert keyword(disguised) is kind, ascii(disguised)
         assert keyword(f"{word} {word}") is None  # a keyword is the whole message
         assert keyword(f"please {word}") is None
+
+
+def _disguises(word: str) -> list[str]:
+    """The word as a phone may send it: full-width letters, invisible (format) characters."""
+    full_width = "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in word)
+    invisible = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u200e"]
+    return [
+        full_width,
+        f"{full_width}\u200b",
+        *(f"{mark}{word}{mark}" for mark in invisible),
+        *(f"{word[:1]}{mark}{word[1:]}" for mark in invisible),
+    ]
 
 
 def sms(client: FlaskClient, sid: str, body: str, **extra: str) -> Any:
@@ -297,6 +311,39 @@ def test_stop_when_twilio_handled_it_still_records_withdrawal(client: FlaskClien
     sms(client, twilio_sid("SMs"), "STOP", OptOutType="STOP")
     assert db.session.scalar(select(Volunteer.status)) == "opted_out"
     assert db.session.scalar(select(func.count()).select_from(Message)) == 1  # onboarding only
+
+
+@pytest.mark.parametrize("body", ["ARRET", "please no more", "START", "HELP", ""])
+@pytest.mark.parametrize("opt_out_type", list(Keyword))
+def test_twilio_opt_out_type_decides_whatever_the_body(
+    client: FlaskClient, opt_out_type: Keyword, body: str
+) -> None:
+    """Twilio's Advanced Opt-Out matched (OptOutType): the consent change it names is applied
+    and recorded (channel `provider`, the keyword kept, never the text); nothing is sent back."""
+    campaign()
+    join()
+    if opt_out_type is Keyword.START:  # a re-join needs someone who left
+        sms(client, twilio_sid("SM0"), "STOP")
+    before = db.session.scalar(select(func.count()).select_from(Message))
+    assert sms(client, twilio_sid("SMt"), body, OptOutType=opt_out_type.upper()).status_code == 200
+    db.session.expire_all()
+    inbound_row = db.session.scalar(
+        select(InboundMessage).where(InboundMessage.provider_message_id == twilio_sid("SMt"))
+    )
+    assert inbound_row is not None and inbound_row.keyword == opt_out_type
+    expected = {Keyword.STOP: "opted_out", Keyword.START: "active", Keyword.HELP: "active"}
+    assert db.session.scalar(select(Volunteer.status)) == expected[opt_out_type]
+    last = db.session.scalars(select(ConsentEvent).order_by(ConsentEvent.id.desc())).first()
+    assert last is not None
+    if opt_out_type is Keyword.HELP:
+        assert last.inbound_message_id is None  # no consent change
+    else:
+        assert (last.event, last.channel) == (
+            "withdrawn" if opt_out_type is Keyword.STOP else "re_given",
+            "provider",
+        )
+        assert last.inbound_message_id == inbound_row.id
+    assert db.session.scalar(select(func.count()).select_from(Message)) == before
 
 
 # --- erasure and retention ---------------------------------------------------------------------

@@ -13,14 +13,17 @@ from sqlalchemy import func, select
 
 from signup.admin.models import ImportBatch, ImportStatus
 from signup.admin.tasks import read_import
+from signup.calls import batch
 from signup.calls import services as calls
+from signup.calls.models import CallOutcome
 from signup.errors import ValidationError
 from signup.extensions import db
-from signup.messaging.models import Message
+from signup.messaging import keywords
+from signup.messaging.models import InboundMessage, Message
 from signup.volunteers import erasure, importer
-from signup.volunteers.models import Volunteer
+from signup.volunteers.models import ConsentEvent, Volunteer
 from tests.integration.admin_helpers import as_user, token
-from tests.integration.factories import campaign, inbound
+from tests.integration.factories import OPTOUT, campaign, inbound
 
 pytestmark = pytest.mark.usefixtures("db_session", "fresh_limits")
 
@@ -91,6 +94,49 @@ def test_erased_people_are_not_re_added() -> None:
     erasure.erase("+919911278195", "test")
     [row] = importer.check(b"phone\n9911278195\n", "x.csv")
     assert row.error == "this person asked to be erased"
+
+
+LEFT = "+919911278197"
+
+
+def _withdraw_before_any_list(source: str) -> tuple[str, int]:
+    """LEFT, nobody's volunteer, asks to leave through `source`; the evidence's column and id."""
+    if source in ("stop_reply", "provider_stop"):
+        body, optout_type = ("STOP", None) if source == "stop_reply" else ("ARRET", "STOP")
+        keywords.handle_reply(keywords.Reply("twilio", "SM1", LEFT, body, optout_type))
+        inbound_id = db.session.scalar(select(func.max(InboundMessage.id)))
+        return "inbound_message_id", int(inbound_id or 0)
+    call = inbound(LEFT, OPTOUT)
+    if source == "opt_out_call_batch":
+        batch.process_batch([call.id])
+    else:
+        calls.process_call(call.id)
+    db.session.refresh(call)
+    assert call.outcome == CallOutcome.NOT_A_VOLUNTEER
+    return "call_id", call.id
+
+
+@pytest.mark.parametrize(
+    "source", ["stop_reply", "provider_stop", "opt_out_call", "opt_out_call_batch"]
+)
+def test_a_person_who_already_left_is_imported_opted_out(source: str) -> None:
+    """A recorded withdrawal (STOP, provider opt-out, opt-out call) outranks an organiser's list:
+    imported `opted_out`, the withdrawal in the ledger with its evidence; others `imported`."""
+    campaign()
+    column, evidence_id = _withdraw_before_any_list(source)
+    importer.merge(importer.check(f"phone\n{LEFT}\n9911278198\n".encode(), "x.csv"))
+    db.session.expire_all()
+    statuses = {
+        phone: status
+        for phone, status in db.session.execute(select(Volunteer.phone, Volunteer.status))
+    }
+    assert statuses == {LEFT: "opted_out", "+919911278198": "imported"}
+    left = db.session.scalar(select(Volunteer).where(Volunteer.phone == LEFT))
+    assert left is not None and left.opted_out_at is not None
+    [event] = db.session.scalars(select(ConsentEvent))
+    assert (event.volunteer_id, event.event) == (left.id, "withdrawn")
+    assert getattr(event, column) == evidence_id
+    assert not db.session.scalar(select(func.count()).select_from(Message))
 
 
 def upload(client: FlaskClient, data: bytes, name: str) -> Any:

@@ -257,7 +257,8 @@ def test_stop_reply_withdraws_and_start_rejoins(client: FlaskClient) -> None:
     post_signed(client, path, retry)
     db.session.refresh(volunteer)
     assert volunteer.status == "opted_out"
-    post_signed(client, path, {**params, "MessageSid": twilio_sid("SM3"), "Body": "START"})
+    start = {"MessageSid": twilio_sid("SM3"), "Body": "START", "OptOutType": "START"}
+    post_signed(client, path, {**params, **start})
     db.session.refresh(volunteer)
     assert volunteer.status == "active"
     events = [

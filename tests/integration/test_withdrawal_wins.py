@@ -1,13 +1,17 @@
 """Withdrawal always wins: after any sequence of consent actions, the last withdrawal stands.
 
 Random sequences of joins (some replayed late, as from the spool), floods, calls to the opt-out
-number, STOP/START replies, carrier opt-outs (Twilio 21610), erasures and imported people run
-through the real webhook services and Celery tasks on PostgreSQL, processed in every way calls
-can be: one batch, one by one, a failing batch that falls back, part of the backlog left for
-later, out of order; with sends in and out of quiet hours between them. After every step, each
-person and campaign whose last consent action was a withdrawal that has been applied is opted
-out, with a `withdrawn` event after their last join; at the end nothing but the withdrawal's
-own confirmation was sent to them after it.
+number, STOP/START replies (also full-width or with invisible characters), Twilio's own
+opt-outs (OptOutType STOP/START/HELP, whatever the body), carrier opt-outs (Twilio 21610),
+erasures, imports (also after a withdrawal) and blackouts run through the real webhook services
+and Celery tasks on PostgreSQL, processed in every way calls can be: one batch, one by one, a
+failing batch that falls back, part of the backlog left for later, out of order; with sends in
+and out of quiet hours between them. After every step, each person and campaign whose last
+consent action was a withdrawal that has been applied is opted out, with a `withdrawn` event
+after their last join; every opted-out person has their withdrawal in the ledger, and nobody who
+withdrew is imported reachable. Every SMS sent agreed with the consent state when it went (a
+confirmation only of the current withdrawal, nothing else while withdrawn), and at the end
+nothing but the withdrawal's own confirmation was sent to them after it.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from signup.messaging.models import Message, MessageKind, MessageStatus
 from signup.messaging.providers import OutboundSms, SendError, SendResult
 from signup.messaging.ratelimit import LocalRateLimiter
 from signup.messaging.tasks import send_message
-from signup.volunteers import bulk, erasure
+from signup.volunteers import bulk, erasure, importer
 from signup.volunteers import services as vservices
 from signup.volunteers.models import (
     ConsentChannel,
@@ -62,14 +66,16 @@ NEVER = 2**62  # a non-call action at the same moment as a call comes after it
 
 # One action: ("join", person, campaign, seconds_late) | ("flood", person, campaign, calls) |
 # ("optout", person, campaign) | ("stop", person) | ("start", person) | ("carrier_stop", person)
-# | ("erase", person) | ("import", person) | ("process", mode, seed) | ("send", quiet).
+# | ("erase", person) | ("import", person) | ("process", mode, seed) | ("send", quiet)
+# | ("provider", person, OptOutType, body) | ("blackout", campaign, minutes).
 people = st.sampled_from(PEOPLE[:2])
+STOP_BODIES = ["STOP", "ＳＴＯＰ", "stop\u200b", "\u2060Stop", "बंद करो"]
 slugs = st.sampled_from(sorted(CAMPAIGNS))
 BUILDERS: dict[str, st.SearchStrategy[tuple[Any, ...]]] = {
     "join": st.tuples(st.just("join"), people, slugs, st.sampled_from([0, 0, 0, 5, 120])),
     "flood": st.tuples(st.just("flood"), people, slugs, st.integers(2, 5)),
     "optout": st.tuples(st.just("optout"), people, slugs),
-    "stop": st.tuples(st.just("stop"), people),
+    "stop": st.tuples(st.just("stop"), people, st.sampled_from(STOP_BODIES)),
     "start": st.tuples(st.just("start"), people),
     "carrier_stop": st.tuples(st.just("carrier_stop"), people),
     "erase": st.tuples(st.just("erase"), people),
@@ -80,6 +86,13 @@ BUILDERS: dict[str, st.SearchStrategy[tuple[Any, ...]]] = {
         st.integers(0, 2**16),
     ),
     "send": st.tuples(st.just("send"), st.booleans()),
+    "provider": st.tuples(
+        st.just("provider"),
+        people,
+        st.sampled_from(["STOP", "START", "HELP"]),
+        st.sampled_from(["ARRET", "please no more", "STOP", "START", "HELP"]),
+    ),
+    "blackout": st.tuples(st.just("blackout"), slugs, st.sampled_from([1, 30, 120])),
 }
 # Joins, opt-outs and processing most often; the rarer actions now and then.
 KINDS = ["join"] * 5 + ["optout"] * 3 + ["process"] * 4 + ["send"] * 2 + sorted(BUILDERS)
@@ -152,6 +165,54 @@ def world(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sender]:
 @example(  # issue 16, finding 10: a flood, then a call to the opt-out number
     sequence=[(("flood", PEOPLE[0], "a", 5), 1), (("optout", PEOPLE[0], "a"), 1)]
 )
+@example(  # a re-join inside a blackout: "you have left" must not follow the welcome back
+    sequence=[
+        (("join", PEOPLE[0], "a", 0), 1),
+        (("process", "batch", 0), 1),
+        (("send", False), 1),
+        (("blackout", "a", 30), 1),
+        (("optout", PEOPLE[0], "a"), 1),
+        (("process", "batch", 0), 1),
+        (("join", PEOPLE[0], "a", 0), 1),
+        (("process", "batch", 0), 1),
+    ]
+)
+@example(  # the same with quiet hours and Twilio's own START (OptOutType) as the re-join
+    sequence=[
+        (("join", PEOPLE[0], "a", 0), 1),
+        (("process", "singly", 0), 1),
+        (("optout", PEOPLE[0], "a"), 1),
+        (("process", "singly", 0), 1),
+        (("send", True), 1),
+        (("provider", PEOPLE[0], "START", "please"), 1),
+        (("send", True), 1),
+    ]
+)
+@example(  # a stranger's STOP and opt-out call, then an organiser's list names them
+    sequence=[
+        (("stop", PEOPLE[0], "ＳＴＯＰ"), 1),
+        (("optout", PEOPLE[1], "b"), 1),
+        (("process", "batch", 0), 1),
+        (("import", PEOPLE[0]), 1),
+        (("import", PEOPLE[1]), 1),
+    ]
+)
+@example(  # an imported person's provider opt-out is in the ledger
+    sequence=[
+        (("import", PEOPLE[0]), 1),
+        (("provider", PEOPLE[0], "STOP", "ARRET"), 1),
+        (("send", False), 1),
+    ]
+)
+@example(  # an erased person's STOP outranks their join still waiting (found by this test)
+    sequence=[
+        (("join", PEOPLE[0], "a", 0), 0),
+        (("import", PEOPLE[0]), 0),
+        (("erase", PEOPLE[0]), 0),
+        (("join", PEOPLE[0], "a", 0), 1),
+        (("stop", PEOPLE[0], "STOP"), 0),
+    ]
+)
 def test_the_last_withdrawal_always_stands(
     world: Sender, app: Flask, monkeypatch: pytest.MonkeyPatch, sequence: list[Any]
 ) -> None:
@@ -216,9 +277,24 @@ class Run:
         keywords.handle_reply(keywords.Reply("twilio", sid, person, body))
         db.session.commit()
 
-    def _stop(self, person: str) -> None:
-        self._reply(person, "STOP")
+    def _stop(self, person: str, body: str = "STOP") -> None:
+        self._reply(person, body)
         self._everywhere(person, withdrawal=True)
+
+    def _provider(self, person: str, opt_out_type: str, body: str) -> None:
+        """Twilio's Advanced Opt-Out matched (OptOutType): the field decides, not the body."""
+        sid = f"SM{next(self.sids):032x}"
+        reply = keywords.Reply("twilio", sid, person, body, provider_keyword=opt_out_type)
+        keywords.handle_reply(reply)
+        db.session.commit()
+        if opt_out_type != "HELP":
+            self._everywhere(person, withdrawal=opt_out_type == "STOP")
+
+    def _blackout(self, slug: str, minutes: int) -> None:
+        """A blackout on one campaign from now: its SMS wait until it ends."""
+        end = self.now + timedelta(minutes=minutes)
+        campaigns.add_blackout(self.campaigns[slug], starts_at=self.now, ends_at=end)
+        db.session.commit()
 
     def _start(self, person: str) -> None:
         self._reply(person, "START")
@@ -243,10 +319,9 @@ class Run:
         self._everywhere(person, withdrawal=True)
 
     def _import(self, person: str) -> None:
-        """An organiser's list names them: imported, no consent (as the importer writes it)."""
-        if db.session.scalar(select(Volunteer.id).where(Volunteer.phone == person)) is None:
-            db.session.add(Volunteer(phone=person, status=VolunteerStatus.IMPORTED, call_count=0))
-            db.session.commit()
+        """An organiser's list names them: merged by the importer (no consent given here)."""
+        importer.merge([importer.ImportRow(2, person, name="On a list")])
+        db.session.commit()
 
     def _process(self, mode: str, seed: int) -> None:
         pending = list(
@@ -305,6 +380,7 @@ class Run:
             for message_id in due:
                 if send_message.run(message_id) == MessageStatus.SENT:
                     self.sent[message_id] = self.step
+                    self._check_sent_agrees(message_id)
             for event_id, (person, slug) in self._provider_withdrawals().items():
                 if event_id not in before:
                     self.model.act(person, slug, (self.now, NEVER), True)
@@ -318,15 +394,62 @@ class Run:
         rows = db.session.execute(
             select(ConsentEvent.id, Volunteer.phone, ConsentEvent.campaign_id)
             .join(Volunteer, Volunteer.id == ConsentEvent.volunteer_id)
-            .where(ConsentEvent.channel == ConsentChannel.PROVIDER)
+            .where(
+                ConsentEvent.channel == ConsentChannel.PROVIDER,
+                ConsentEvent.message_id.is_not(None),  # a send's 21610, not an OptOutType
+            )
         )
         return {event_id: (phone, slug_of[campaign_id]) for event_id, phone, campaign_id in rows}
 
     # --- what must hold ----------------------------------------------------------------------
 
+    def _check_sent_agrees(self, message_id: int) -> None:
+        """An SMS just sent agrees with its subscription now: a confirmation of the current
+        withdrawal (not one a re-join or a later withdrawal superseded), anything else only
+        while subscribed."""
+        db.session.expire_all()
+        message = db.session.get(Message, message_id)
+        assert message is not None
+        sub = db.session.scalar(
+            select(Subscription).where(
+                Subscription.volunteer_id == message.volunteer_id,
+                Subscription.campaign_id == message.campaign_id,
+            )
+        )
+        state = (message.kind, message.round, sub and (sub.status, sub.withdrawals))
+        if message.kind == MessageKind.OPTOUT_CONFIRMATION:
+            assert sub is not None and sub.status == VolunteerStatus.OPTED_OUT, state
+            assert sub.withdrawals == message.round, state
+        else:
+            assert sub is not None and sub.status == VolunteerStatus.ACTIVE, state
+
+    def check_ledger(self) -> None:
+        """Every withdrawal is in the ledger, and nobody who withdrew is imported reachable."""
+        erased = Volunteer.status == VolunteerStatus.ERASED  # their ledger says `erased`
+        for volunteer in db.session.scalars(select(Volunteer).where(~erased)):
+            withdrawn = {
+                campaign_id
+                for (campaign_id,) in db.session.execute(
+                    select(ConsentEvent.campaign_id).where(
+                        ConsentEvent.volunteer_id == volunteer.id,
+                        ConsentEvent.event == ConsentEventType.WITHDRAWN,
+                    )
+                )
+            }
+            if volunteer.status == VolunteerStatus.OPTED_OUT:
+                assert withdrawn, (volunteer.phone, "opted out without a ledger row")
+            for sub in db.session.scalars(
+                select(Subscription).where(Subscription.volunteer_id == volunteer.id)
+            ):
+                if sub.status == VolunteerStatus.OPTED_OUT:
+                    assert sub.campaign_id in withdrawn, (volunteer.phone, sub.campaign_id)
+            if any(person == volunteer.phone for person, _ in self.model.withdrawn()):
+                assert volunteer.status != VolunteerStatus.IMPORTED, volunteer.phone
+
     def check_state(self) -> None:
         """Every applied last withdrawal is in force: opted out, the ledger ending in it."""
         db.session.expire_all()
+        self.check_ledger()
         for (person, slug), _ in self.model.withdrawn().items():
             campaign_id = self.campaigns[slug].id
             volunteer = db.session.scalar(select(Volunteer).where(Volunteer.phone == person))
@@ -669,7 +792,10 @@ def test_a_call_to_the_opt_out_number_is_never_given_up(monkeypatch: pytest.Monk
 
 
 @pytest.mark.usefixtures("at_ten")
-@pytest.mark.parametrize("source", ["stop_reply", *(f"opt_out_call-{path}" for path in PATHS)])
+@pytest.mark.parametrize(
+    "source",
+    ["stop_reply", "provider_stop", *(f"opt_out_call-{path}" for path in PATHS)],
+)
 def test_an_imported_person_who_asks_to_leave_is_opted_out(
     monkeypatch: pytest.MonkeyPatch, source: str
 ) -> None:
@@ -679,11 +805,95 @@ def test_an_imported_person_who_asks_to_leave_is_opted_out(
     db.session.flush()
     if source == "stop_reply":
         keywords.handle_reply(keywords.Reply("twilio", "SM1", MOBILE, "STOP"))
+    elif source == "provider_stop":
+        reply = keywords.Reply("twilio", "SM1", MOBILE, "ARRET", provider_keyword="STOP")
+        keywords.handle_reply(reply)
     else:
         _apply(source.split("-")[1], [_record(OPTOUT, START)], monkeypatch)
-        assert _last_event() == ConsentEventType.WITHDRAWN
     db.session.expire_all()
     volunteer = db.session.scalar(select(Volunteer).where(Volunteer.phone == MOBILE))
     assert volunteer is not None and volunteer.status == VolunteerStatus.OPTED_OUT
     assert volunteer.opted_out_at is not None
     assert not db.session.scalar(select(func.count()).select_from(Message))
+    assert _last_event() == ConsentEventType.WITHDRAWN  # every withdrawal is in the ledger
+
+
+def _rejoin(source: str) -> None:
+    """The person joins again now, through `source`."""
+    if source == "missed_call":
+        calls.process_call(_record(NUMBER, START + timedelta(minutes=1)))
+    else:
+        provider_keyword = "START" if source == "provider_start" else None
+        reply = keywords.Reply("twilio", "SM2", MOBILE, "START", provider_keyword=provider_keyword)
+        keywords.handle_reply(reply)
+    db.session.flush()
+
+
+def _send_everything_at(app: Flask, at: datetime) -> dict[str, list[tuple[int, str]]]:
+    """Send every message as the relay would at `at`; (round, status) of each, by kind."""
+    clock.set_clock(lambda: at)
+    app.config["SMS_QUIET_HOURS"] = "off"
+    for message in db.session.scalars(select(Message).order_by(Message.id)).all():
+        send_message.run(message.id)
+    db.session.expire_all()
+    found: dict[str, list[tuple[int, str]]] = {}
+    for message in db.session.scalars(select(Message).order_by(Message.round)):
+        found.setdefault(message.kind, []).append((message.round, message.status))
+    return found
+
+
+@pytest.mark.usefixtures("at_ten")
+@pytest.mark.parametrize("hold", ["quiet_hours", "blackout"])
+@pytest.mark.parametrize("source", ["missed_call", "start_reply", "provider_start"])
+def test_a_confirmation_superseded_by_a_rejoin_is_never_sent(
+    app: Flask, world: Sender, source: str, hold: str
+) -> None:
+    """Joined, left while SMS were held, joined again: when the hold ends, the welcome goes and
+    the stale "you have left" does not (as a withdrawal drops a waiting welcome)."""
+    jan = campaign()
+    calls.process_call(_record(NUMBER, START - timedelta(hours=1)))
+    _send_everything_at(app, START - timedelta(minutes=50))  # the first welcome goes
+    if hold == "quiet_hours":
+        app.config["SMS_QUIET_HOURS"] = QUIET
+    else:
+        campaigns.add_blackout(jan, starts_at=START, ends_at=START + timedelta(hours=1))
+    calls.process_call(_record(OPTOUT, START))
+    _rejoin(source)
+    sent = _send_everything_at(app, START + timedelta(hours=3))
+    assert sent[MessageKind.OPTOUT_CONFIRMATION] == [(1, MessageStatus.FAILED)]
+    assert (MessageStatus.SENT) in {status for _, status in sent[MessageKind.ONBOARDING]}
+    assert _subscription_status() == VolunteerStatus.ACTIVE
+
+
+@pytest.mark.usefixtures("at_ten")
+def test_only_the_current_withdrawals_confirmation_is_sent(app: Flask, world: Sender) -> None:
+    """Left, joined, left again while SMS were held: one "you have left", the current one."""
+    app.config["SMS_QUIET_HOURS"] = QUIET
+    campaign()
+    calls.process_call(_record(NUMBER, START - timedelta(hours=1)))
+    calls.process_call(_record(OPTOUT, START))
+    calls.process_call(_record(NUMBER, START + timedelta(minutes=1)))
+    calls.process_call(_record(OPTOUT, START + timedelta(minutes=2)))
+    sent = _send_everything_at(app, START + timedelta(hours=3))
+    assert sent[MessageKind.OPTOUT_CONFIRMATION] == [
+        (1, MessageStatus.FAILED),
+        (2, MessageStatus.SENT),
+    ]
+
+
+@pytest.mark.usefixtures("at_ten")
+@pytest.mark.parametrize("path", PATHS)
+def test_an_erased_persons_stop_supersedes_their_waiting_join(
+    monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    """Erased, then a call still waiting, then STOP (kept without the number): the STOP is the
+    later withdrawal, so that call never re-adds them."""
+    campaign()
+    calls.process_call(_record(NUMBER, START - timedelta(hours=1)))
+    _withdraw("erasure")  # at START
+    stale = _record(NUMBER, START + timedelta(seconds=5))  # called again: left pending
+    clock.set_clock(lambda: START + timedelta(seconds=10))
+    keywords.handle_reply(keywords.Reply("twilio", "SM9", MOBILE, "STOP"))
+    _apply(path, [stale], monkeypatch)
+    assert db.session.get(Call, stale).outcome == CallOutcome.SUPERSEDED  # type: ignore[union-attr]
+    assert _subscription_status() is None
