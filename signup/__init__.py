@@ -144,6 +144,7 @@ def _register_models() -> None:
 def _register_tasks() -> None:
     from signup.admin import tasks as _admin  # noqa: F401
     from signup.calls import tasks as _calls  # noqa: F401
+    from signup.health import tasks as _health  # noqa: F401
     from signup.messaging import tasks as _messaging  # noqa: F401
 
 

@@ -29,6 +29,7 @@ TASK_QUEUES = {
     "signup.calls.tasks.relay_calls": INTAKE,
     "signup.calls.tasks.process_calls": INTAKE,
     "signup.calls.tasks.replay_spool": INTAKE,
+    "signup.health.tasks.heartbeat": INTAKE,  # alive means: calls would be processed
     "signup.messaging.tasks.send_message": SENDING,
     "signup.messaging.tasks.send_messages": SENDING,
     "signup.messaging.tasks.relay_messages": SENDING,
@@ -74,6 +75,11 @@ def celery_config(app: Flask) -> dict[str, Any]:
             "relay-messages": {
                 "task": "signup.messaging.tasks.relay_messages",
                 "schedule": 2.0,
+                "options": {"expires": 10},
+            },
+            "worker-heartbeat": {
+                "task": "signup.health.tasks.heartbeat",
+                "schedule": 10.0,
                 "options": {"expires": 10},
             },
             "replay-spool": {

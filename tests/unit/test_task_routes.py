@@ -10,6 +10,7 @@ from signup import create_app
 from signup.tasking import QUEUES, TASK_QUEUES
 
 EXPECTED = {
+    "signup.health.tasks.heartbeat": "intake",
     "signup.calls.tasks.relay_calls": "intake",
     "signup.calls.tasks.process_calls": "intake",
     "signup.calls.tasks.replay_spool": "intake",
