@@ -42,7 +42,7 @@ def age(now: float | None = None) -> float | None:
         if url:
             client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
             raw = client.get(KEY)
-            value = raw.decode() if raw is not None else None
+            value = raw.decode() if isinstance(raw, bytes) else raw
         else:
             value = _file().read_text() if _file().exists() else None
         last = float(value) if value else None
