@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime
+from typing import Any
 
 from flask import Flask, Request
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -49,29 +50,28 @@ def accept(provider: CallProvider, inbound: InboundCall, started: float, app: Fl
 def refuse(provider: CallProvider, request: Request, started: float) -> None:
     """Log and count a webhook whose signature or token did not match (never the secret)."""
     inbound = provider.parse(request)
-    event(
-        log,
-        logging.WARNING,
-        "webhook.forbidden",
-        provider=provider.name,
-        remote=request.remote_addr,
-        route=request.url_rule.rule if request.url_rule else request.path,
-        caller=mask(normalise(inbound.from_raw[:64]).e164) if inbound else None,
-    )
-    metrics.observe(provider.name, "forbidden", time.perf_counter() - started)
+    caller = mask(normalise(inbound.from_raw[:64]).e164) if inbound else None
+    _refused("forbidden", provider, request, started, caller=caller)
 
 
 def refuse_malformed(provider: CallProvider, request: Request, started: float) -> None:
     """Log and count a verified webhook without a well-formed call id: nothing is stored."""
+    _refused("malformed", provider, request, started)
+
+
+def _refused(
+    outcome: str, provider: CallProvider, request: Request, started: float, **fields: Any
+) -> None:
     event(
         log,
         logging.WARNING,
-        "webhook.malformed",
+        f"webhook.{outcome}",
         provider=provider.name,
         remote=request.remote_addr,
         route=request.url_rule.rule if request.url_rule else request.path,
+        **fields,
     )
-    metrics.observe(provider.name, "malformed", time.perf_counter() - started)
+    metrics.observe(provider.name, outcome, time.perf_counter() - started)
 
 
 def _record(app: Flask, inbound: InboundCall, received_at: datetime) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import NoReturn
 
 from flask import Blueprint, Request, Response, abort, request
 
@@ -23,17 +24,22 @@ log = logging.getLogger(__name__)
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response />'
 
 
+def _refuse(status: int, name: str, provider: str) -> NoReturn:
+    """Log a refused webhook (never its secret or body) and answer `status`."""
+    event(
+        log,
+        logging.WARNING,
+        name,
+        provider=provider,
+        remote=request.remote_addr,
+        route=request.url_rule.rule if request.url_rule else None,
+    )
+    abort(status)
+
+
 def _require(verified: bool, provider: str) -> None:
     if not verified:
-        event(
-            log,
-            logging.WARNING,
-            "webhook.forbidden",
-            provider=provider,
-            remote=request.remote_addr,
-            route=request.url_rule.rule if request.url_rule else None,
-        )
-        abort(403)
+        _refuse(403, "webhook.forbidden", provider)
 
 
 def _message_id(values: list[str], pattern: re.Pattern[str], provider: str) -> str:
@@ -44,15 +50,7 @@ def _message_id(values: list[str], pattern: re.Pattern[str], provider: str) -> s
     """
     message_id = single_id(values, pattern)
     if message_id is None:
-        event(
-            log,
-            logging.WARNING,
-            "webhook.malformed",
-            provider=provider,
-            remote=request.remote_addr,
-            route=request.url_rule.rule if request.url_rule else None,
-        )
-        abort(400)
+        _refuse(400, "webhook.malformed", provider)
     return message_id
 
 
