@@ -21,12 +21,17 @@ def _file() -> Path:
     return Path(current_app.instance_path) / "worker-heartbeat"
 
 
+def _redis() -> redis.Redis | None:
+    """A client of REDIS_URL, or None in the embedded setup (the file is used then)."""
+    url = current_app.config.get("REDIS_URL")
+    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2) if url else None
+
+
 def record(now: float | None = None) -> None:
     """Note that a worker ran a task just now."""
     moment = repr(time.time() if now is None else now)
-    url = current_app.config.get("REDIS_URL")
-    if url:
-        client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    client = _redis()
+    if client is not None:
         client.set(KEY, moment, ex=int(STALE_AFTER * 10))
         return
     target = _file()
@@ -37,10 +42,9 @@ def record(now: float | None = None) -> None:
 
 def age(now: float | None = None) -> float | None:
     """Seconds since a worker last beat; None when none ever did (or it cannot be read)."""
-    url = current_app.config.get("REDIS_URL")
+    client = _redis()
     try:
-        if url:
-            client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        if client is not None:
             raw = client.get(KEY)
             value = raw.decode() if isinstance(raw, bytes) else raw
         else:
